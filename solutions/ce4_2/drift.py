@@ -1,0 +1,305 @@
+"""CE4.2 — Data drift detection.
+
+Compare a window of new (production) data with the reference data the model
+was trained on, feature by feature, and raise an alert when it has drifted.
+
+The conventions this exercise asks for (the graders check them against scipy
+and an independent formula):
+
+* numeric feature: two-sample Kolmogorov-Smirnov test, two-sided
+  (the statistic and p-value of ``scipy.stats.ks_2samp``);
+* categorical feature: chi-square test of homogeneity on the counts of both
+  samples, categories lined up, categories new in the window included
+  (``scipy.stats.chi2_contingency`` on a 2 x k table);
+* PSI (population stability index), reported for every feature: numeric
+  features use ``psi_bins`` bins cut at the reference's quantiles, outer edges
+  -inf and +inf; categorical features use one bin per category. Empty bins get
+  a share of ``EPSILON`` before the log is taken.
+  PSI = sum((new - ref) * ln(new / ref));
+* KL divergence KL(new || ref) = sum(new * ln(new / ref)) on the same bins;
+* a feature has drifted when its test's p-value is below ``threshold``; the
+  dataset has drifted when the share of drifted features is at least
+  ``drift_share`` (0.5 by default, as in Evidently).
+
+Missing values (NaN) are left out of every test and counted in the report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+EPSILON = 1e-4
+
+Webhook = str | Callable[[dict[str, Any]], Any]
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    """The drift result of one feature."""
+
+    feature: str
+    method: str  # "ks" for numeric features, "chi2" for categorical ones
+    statistic: float  # the KS statistic D, or the chi-square statistic
+    p_value: float
+    psi: float
+    kl_divergence: float  # KL(new || ref)
+    drifted: bool  # p_value < threshold
+    n_missing: int = 0  # missing values in the new window, left out of the test
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    """The drift result of one window of new data."""
+
+    features: dict[str, FeatureDrift]
+    threshold: float
+    share_drifted: float  # drifted features / features compared
+    drifted: bool  # share_drifted >= drift_share
+    n_rows: int = 0
+    ignored_columns: list[str] = field(default_factory=list)  # in the window, not in the reference
+
+    @property
+    def drifted_features(self) -> list[str]:
+        return [name for name, result in self.features.items() if result.drifted]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable form of the report."""
+        data = asdict(self)
+        data["drifted_features"] = self.drifted_features
+        return data
+
+
+def is_categorical(column: pd.Series) -> bool:
+    """Numbers are numeric features; anything else (text, bool, category) is categorical."""
+    return not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)
+
+
+class DriftDetector:
+    """Detect data drift of new windows against reference data.
+
+    >>> detector = DriftDetector(reference_df)
+    >>> report = detector.detect_drift(window_df, threshold=0.05)
+    >>> report.drifted, report.drifted_features
+    >>> detector.alert_if_drift(window_df, webhook="http://127.0.0.1:9000/alerts")
+    """
+
+    def __init__(
+        self,
+        reference_data: pd.DataFrame,
+        *,
+        categorical_features: list[str] | None = None,
+        drift_share: float = 0.5,
+        psi_bins: int = 10,
+        webhook: Webhook | None = None,
+    ):
+        if not isinstance(reference_data, pd.DataFrame):
+            raise TypeError(
+                f"reference_data should be a pandas DataFrame; got {type(reference_data).__name__}"
+            )
+        if reference_data.empty:
+            raise ValueError("reference_data is empty: drift needs a reference to compare with")
+        if categorical_features is None:
+            categorical_features = [c for c in reference_data.columns if is_categorical(reference_data[c])]
+        self.categorical_features = list(categorical_features)
+        self.drift_share = drift_share
+        self.psi_bins = psi_bins
+        self.webhook = webhook
+        self._in_drift_episode = False
+        # The expensive part happens once: each new window is compared with these stats.
+        self.reference_stats = self.compute_stats(reference_data)
+
+    def compute_stats(self, data: pd.DataFrame) -> dict[str, dict[str, Any]]:
+        """Compute, once, everything `detect_drift` needs to know about the reference.
+
+        Returns a dict keyed by column name. Each value is a dict with at least
+        ``kind`` ("numeric" or "categorical") and ``n`` (non-missing values);
+        numeric columns also hold ``mean``, ``std`` and what the KS test and
+        PSI need; categorical columns hold the category counts. The key
+        ``"__correlations__"`` holds the numeric columns' correlation matrix.
+        """
+        ### BEGIN SOLUTION
+        result: dict[str, dict[str, Any]] = {}
+        for name in data.columns:
+            column = data[name].dropna()
+            if column.empty:
+                raise ValueError(f"reference column {name!r} has no values (all missing)")
+            if name in self.categorical_features:
+                counts = column.value_counts()
+                counts = counts[counts > 0]
+                result[name] = {"kind": "categorical", "n": int(column.size), "counts": counts}
+                continue
+            values = np.sort(column.to_numpy(dtype=float))
+            inner_edges = np.unique(np.quantile(values, np.linspace(0, 1, self.psi_bins + 1))[1:-1])
+            result[name] = {
+                "kind": "numeric",
+                "n": int(values.size),
+                "mean": float(values.mean()),
+                "std": float(values.std(ddof=1)) if values.size > 1 else 0.0,
+                "quantiles": np.quantile(values, [0.05, 0.25, 0.5, 0.75, 0.95]),
+                "sorted": values,
+                "inner_edges": inner_edges,
+                "bin_shares": _bin_shares(values, inner_edges),
+            }
+        numeric = [n for n, s in result.items() if s["kind"] == "numeric"]
+        result["__correlations__"] = {"kind": "correlations", "matrix": data[numeric].corr()}
+        return result
+        ### END SOLUTION
+
+    def detect_drift(self, new_data: pd.DataFrame, threshold: float = 0.05) -> DriftReport:
+        """Compare ``new_data`` with the reference, feature by feature.
+
+        Returns a report whose ``features[name]`` has ``method``, ``statistic``,
+        ``p_value``, ``psi``, ``kl_divergence`` and ``drifted``, and whose
+        ``share_drifted`` and ``drifted`` give the dataset-level verdict.
+        Raises ValueError, naming the columns, when ``new_data`` lacks a
+        reference column or a column has no values at all. Extra columns are
+        ignored and listed in ``ignored_columns``.
+        """
+        ### BEGIN SOLUTION
+        if not 0 < threshold < 1:
+            raise ValueError(f"threshold should be a p-value between 0 and 1; got {threshold}")
+        reference_columns = [n for n in self.reference_stats if n != "__correlations__"]
+        missing = [n for n in reference_columns if n not in new_data.columns]
+        if missing:
+            raise ValueError(f"new data is missing columns the reference has: {missing}")
+        features = {}
+        for name in reference_columns:
+            ref = self.reference_stats[name]
+            column = new_data[name]
+            n_missing = int(column.isna().sum())
+            column = column.dropna()
+            if column.empty:
+                raise ValueError(f"column {name!r} has no values in the new data (all missing)")
+            if ref["kind"] == "numeric":
+                result = _numeric_drift(name, ref, column, threshold)
+            else:
+                result = _categorical_drift(name, ref, column, threshold)
+            features[name] = FeatureDrift(**result, n_missing=n_missing)
+        share = sum(f.drifted for f in features.values()) / len(features)
+        return DriftReport(
+            features=features,
+            threshold=threshold,
+            share_drifted=share,
+            drifted=share >= self.drift_share,
+            n_rows=len(new_data),
+            ignored_columns=[c for c in new_data.columns if c not in self.reference_stats],
+        )
+        ### END SOLUTION
+
+    def alert_if_drift(
+        self, new_data: pd.DataFrame, webhook: Webhook | None = None, threshold: float = 0.05
+    ) -> bool:
+        """Send one alert per drift episode; return True when this call sent one.
+
+        An episode starts with the first window whose report says ``drifted``
+        and ends with the next window that does not. The alert is a JSON object
+        POSTed to ``webhook`` (a URL), or passed to it (a callable), with at
+        least ``"drifted_features"``: the names of the drifted features.
+        ``webhook`` defaults to the one given to the constructor. An alert that
+        cannot be delivered raises, and is tried again on the next call.
+        """
+        ### BEGIN SOLUTION
+        target = webhook if webhook is not None else self.webhook
+        if target is None:
+            raise ValueError("no webhook: pass webhook=URL or a callable, here or to DriftDetector")
+        report = self.detect_drift(new_data, threshold)
+        if not report.drifted:
+            self._in_drift_episode = False
+            return False
+        if self._in_drift_episode:
+            return False
+        payload = {
+            "alert": "data_drift",
+            "drifted_features": report.drifted_features,
+            "share_drifted": report.share_drifted,
+            "threshold": threshold,
+            "n_rows": report.n_rows,
+            "features": {
+                name: {k: v for k, v in asdict(report.features[name]).items() if k != "feature"}
+                for name in report.drifted_features
+            },
+        }
+        if callable(target):
+            target(payload)
+        else:
+            httpx.post(target, json=payload, timeout=10).raise_for_status()
+        self._in_drift_episode = True
+        return True
+        ### END SOLUTION
+
+
+### BEGIN SOLUTION
+def _bin_shares(sorted_values: np.ndarray, inner_edges: np.ndarray) -> np.ndarray:
+    """Share of values in each bin [edge_i, edge_i+1), outer edges -inf and +inf."""
+    cuts = np.searchsorted(sorted_values, inner_edges, side="left")
+    counts = np.diff(np.concatenate(([0], cuts, [sorted_values.size])))
+    return counts / sorted_values.size
+
+
+def _psi_and_kl(ref_shares: np.ndarray, new_shares: np.ndarray) -> tuple[float, float]:
+    ref = np.where(ref_shares == 0, EPSILON, ref_shares)
+    new = np.where(new_shares == 0, EPSILON, new_shares)
+    log_ratio = np.log(new / ref)
+    return float(np.sum((new - ref) * log_ratio)), float(np.sum(new * log_ratio))
+
+
+def _ks_2samp_sorted(ref_sorted: np.ndarray, new_sorted: np.ndarray) -> tuple[float, float]:
+    """Two-sided KS statistic and p-value, as scipy's ks_2samp, from a pre-sorted reference.
+
+    The supremum of |F_ref - F_new| is found from the new sample's distinct
+    values alone: between two of them F_new is flat, so F_ref - F_new is largest
+    just before the next new value and smallest at the current one. That costs
+    two binary searches per new value instead of a pass over the reference.
+    """
+    n, m = ref_sorted.size, new_sorted.size
+    if max(n, m) <= 10_000:  # scipy's exact p-value; small samples are cheap anyway
+        result = stats.ks_2samp(ref_sorted, new_sorted)
+        return float(result.statistic), float(result.pvalue)
+    values, counts = np.unique(new_sorted, return_counts=True)
+    new_le = np.cumsum(counts)
+    new_lt = new_le - counts
+    ref_le = np.searchsorted(ref_sorted, values, side="right")
+    ref_lt = np.searchsorted(ref_sorted, values, side="left")
+    ref_above = ref_lt / n - new_lt / m  # F_ref - F_new just before each new value
+    new_above = new_le / m - ref_le / n  # F_new - F_ref at each new value
+    d = float(max(ref_above.max(), new_above.max(), 0.0))
+    p = float(np.clip(stats.kstwo.sf(d, np.round(n * m / (n + m))), 0, 1))
+    return d, p
+
+
+def _numeric_drift(name: str, ref: Mapping[str, Any], column: pd.Series, threshold: float):
+    try:
+        values = np.sort(column.to_numpy(dtype=float))
+    except (TypeError, ValueError):
+        raise ValueError(f"column {name!r} is numeric in the reference but not in the new data") from None
+    statistic, p_value = _ks_2samp_sorted(ref["sorted"], values)
+    psi, kl = _psi_and_kl(ref["bin_shares"], _bin_shares(values, ref["inner_edges"]))
+    return dict(feature=name, method="ks", statistic=statistic, p_value=p_value,
+                psi=psi, kl_divergence=kl, drifted=p_value < threshold)
+
+
+def _categorical_drift(name: str, ref: Mapping[str, Any], column: pd.Series, threshold: float):
+    new_counts = column.value_counts()
+    categories = ref["counts"].index.union(new_counts.index, sort=False)
+    table = np.vstack([
+        ref["counts"].reindex(categories, fill_value=0).to_numpy(dtype=float),
+        new_counts.reindex(categories, fill_value=0).to_numpy(dtype=float),
+    ])
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2:  # one category in both samples: nothing can differ
+        statistic, p_value = 0.0, 1.0
+    else:
+        result = stats.chi2_contingency(table)
+        statistic, p_value = float(result.statistic), float(result.pvalue)
+    shares = table / table.sum(axis=1, keepdims=True)
+    psi, kl = _psi_and_kl(shares[0], shares[1])
+    return dict(feature=name, method="chi2", statistic=statistic, p_value=p_value,
+                psi=psi, kl_divergence=kl, drifted=p_value < threshold)
+### END SOLUTION

@@ -1,0 +1,40 @@
+"""Small assertion helpers for graders: each failure says what was expected and what came back."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+
+def field(obj: Any, name: str, *, what: str) -> Any:
+    """``obj.name`` or ``obj[name]``: graders accept attribute and mapping reports alike."""
+    __tracebackhide__ = True
+    if isinstance(obj, Mapping):
+        if name in obj:
+            return obj[name]
+    elif hasattr(obj, name):
+        return getattr(obj, name)
+    available = sorted(obj) if isinstance(obj, Mapping) else sorted(
+        n for n in dir(obj) if not n.startswith("_")
+    )
+    raise AssertionError(
+        f"{what} should have a field {name!r}; got a {type(obj).__name__} with {available}"
+    )
+
+
+def number(value: Any, *, what: str) -> float:
+    """``value`` as a float; a clear failure when it is not a number."""
+    __tracebackhide__ = True
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise AssertionError(f"{what} should be a number; got {value!r}") from None
+
+
+def assert_close(actual: Any, expected: float, *, what: str, rel: float = 1e-6, abs_: float = 1e-9) -> None:
+    """``actual`` equals ``expected`` within tolerance, or fail naming both."""
+    __tracebackhide__ = True
+    got = number(actual, what=what)
+    if not math.isclose(got, expected, rel_tol=rel, abs_tol=abs_):
+        raise AssertionError(f"{what} should be {expected:.6g}; got {got:.6g}")

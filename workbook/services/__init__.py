@@ -1,0 +1,1 @@
+"""Real services for graders (issue: service layer). Each yields one connection object."""
