@@ -241,6 +241,8 @@ def cmd_lab(args: argparse.Namespace) -> int:
     current = current_exercise(exercises, state) or next(e for e in exercises if e.ready)
     notebook = current.notebook.relative_to(paths.root())
     command = [sys.executable, "-m", "jupyterlab", str(notebook), *args.lab_args]
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and "--allow-root" not in command:
+        command.append("--allow-root")  # containers and lab machines often run as root
     console.print(f"Opening {notebook} in JupyterLab (Ctrl-C to stop)…")
     env = {**os.environ, "WORKBOOK_ROOT": str(paths.root())}
     try:
