@@ -121,7 +121,9 @@ def test_ks_matches_scipy_on_large_samples(drift):
         expected = stats.ks_2samp(ref[column], new[column])
         assert_close(value(report, column, "statistic"), expected.statistic,
                      what=f"KS statistic of {column!r} on 30,000 vs 12,000 rows")
-        assert_close(value(report, column, "p_value"), expected.pvalue, rel=1e-4, abs_=1e-12,
+        # Above 10,000 rows the asymptotic Kolmogorov p-value (kstwobign) is accepted too:
+        # it is within 3% of ks_2samp's at this size.
+        assert_close(value(report, column, "p_value"), expected.pvalue, rel=3e-2, abs_=1e-6,
                      what=f"KS p-value of {column!r} on 30,000 vs 12,000 rows")
 
 
