@@ -80,7 +80,7 @@ def build_service(service: str, log: Callable[[str], None]) -> str:
     context = images_dir() / service
     with tempfile.TemporaryDirectory(prefix=f"workbook-{service}-") as tmp:
         shutil.copytree(context, tmp, dirs_exist_ok=True)
-        args = ["build", "-t", tag, "--build-arg", f"BASE={BASE_IMAGE}"]
+        args = ["build", "--force-rm", "-t", tag, "--build-arg", f"BASE={BASE_IMAGE}"]
         if service == "mlflow":
             if not HOST_CA.is_file():
                 raise ImageBuildError(f"{HOST_CA} is missing: apt-get install -y ca-certificates")
