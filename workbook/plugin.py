@@ -28,6 +28,11 @@ HELP_TARGET = (
 HELP_REPORT = "write the score as JSON (Gradescope results.json shape) to FILE."
 HELP_TIMEOUT = "time limit of one graded check in seconds, unless it sets @pytest.mark.timeout (default 60)."
 HELP_TRACEBACK = "show full tracebacks for failing checks instead of one-line messages."
+HELP_SERVICES = (
+    "how graders start real services: docker (testcontainers), local (processes from binaries "
+    "on PATH) or auto (docker when the engine and image are there, else local). "
+    "Default: $WORKBOOK_SERVICES or auto."
+)
 DEFAULT_TIMEOUT = 60.0
 
 OUTCOMES = ("passed", "failed", "not started", "timeout", "error", "skipped")
@@ -58,6 +63,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--workbook-report", default=None, metavar="FILE", help=HELP_REPORT)
     group.addoption("--check-timeout", default=None, type=float, metavar="SECONDS", help=HELP_TIMEOUT)
     group.addoption("--workbook-traceback", action="store_true", help=HELP_TRACEBACK)
+    group.addoption("--services", default=None, choices=("auto", "docker", "local"), help=HELP_SERVICES)
     parser.addini("check_timeout", HELP_TIMEOUT, default=None)
 
 
@@ -68,6 +74,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line("markers", "timeout(seconds): time limit of this check.")
     config.pluginmanager.register(Grading(config), "workbook-grading")
+    config.pluginmanager.import_plugin("workbook.fixtures")
 
 
 def target_option(config: pytest.Config) -> str:
@@ -327,11 +334,3 @@ def _learner_frame(exc: BaseException):
     ]
     return candidates[-1] if candidates else None
 
-
-@pytest.fixture
-def webhook_receiver():
-    """A real HTTP receiver on a loopback port that records the calls it gets."""
-    from workbook.services.webhook import WebhookReceiver
-
-    with WebhookReceiver() as receiver:
-        yield receiver

@@ -1,1 +1,61 @@
-"""Real services for graders (issue: service layer). Each yields one connection object."""
+"""Real services for graders: PostgreSQL, Redis, Prometheus, Alertmanager, an MLflow server.
+
+Each service runs under one of two backends and yields the same endpoint object:
+
+* ``docker`` — a container started through testcontainers (``workbook.services.docker``);
+* ``local``  — a process from a binary on PATH (``workbook.services.local``).
+
+``auto`` picks docker when an engine answers and the service's image is present,
+else local. ``start(service, backend)`` returns a ``Running`` (endpoint + stop()).
+"""
+
+from __future__ import annotations
+
+from workbook.services import settings
+from workbook.services.base import Running, ServiceStartError, ServiceUnavailable, stop_all
+
+__all__ = ["Running", "ServiceStartError", "ServiceUnavailable", "availability", "choose_backend",
+           "start", "stop_all"]
+
+
+def _module(backend: str):
+    if backend == "docker":
+        from workbook.services import docker as module
+    else:
+        from workbook.services import local as module
+    return module
+
+
+def available(service: str, backend: str) -> tuple[bool, str]:
+    """Whether ``backend`` can run ``service`` here, and what is missing (with the fix)."""
+    if backend == "local":
+        from workbook.services import local
+
+        path = local.which(service)
+        return (True, path) if path else (False, local.missing_fix(service))
+    from workbook.services import docker
+
+    if not docker.engine_answers():
+        return False, "apt-get install -y docker.io && dockerd --ip 127.0.0.1 &"
+    image = settings.image(service)
+    if not docker.image_present(service):
+        return False, f"image {image} missing: workbook images build"
+    return True, image
+
+
+def availability() -> dict[str, dict[str, tuple[bool, str]]]:
+    """service -> backend -> (available, detail or fix), for ``workbook doctor``."""
+    return {s: {b: available(s, b) for b in ("local", "docker")} for s in settings.SERVICES}
+
+
+def choose_backend(service: str, requested: str) -> str:
+    if requested in ("docker", "local"):
+        return requested
+    ok, _ = available(service, "docker")
+    return "docker" if ok else "local"
+
+
+def start(service: str, backend: str = "auto", **kwargs) -> Running:
+    """Start ``service`` under ``backend``; raises ServiceUnavailable with the fix when it can't."""
+    chosen = choose_backend(service, backend)
+    return getattr(_module(chosen), f"start_{service}")(**kwargs)

@@ -192,7 +192,8 @@ def start_prometheus() -> Running:
     container = _host_network_container(
         image,
         ["--config.file=/workbook/prometheus.yml", "--storage.tsdb.path=/tmp/tsdb",
-         f"--web.listen-address={HOST}:{port}", "--web.enable-lifecycle"],
+         f"--web.listen-address={HOST}:{port}", "--web.enable-lifecycle",
+         "--rules.alert.resend-delay=1s"],
         data_dir, "/workbook",
     )
     return _start("prometheus", container, lambda: endpoint,

@@ -200,7 +200,8 @@ def start_prometheus() -> Running:
     config = endpoint.write_config()
     process = LocalProcess(
         [binary, f"--config.file={config}", f"--storage.tsdb.path={data_dir / 'tsdb'}",
-         f"--web.listen-address={HOST}:{port}", "--web.enable-lifecycle"],
+         f"--web.listen-address={HOST}:{port}", "--web.enable-lifecycle",
+         "--rules.alert.resend-delay=1s"],  # the first send can race alertmanager discovery; resend soon
         data_dir / "prometheus.log",
     )
     return _start("prometheus", process, endpoint, lambda: http_ok(f"{endpoint.url}/-/ready"), data_dir)

@@ -13,7 +13,7 @@ if [ "${1:-}" = "postgres" ]; then
         printf '%s\n' "${POSTGRES_PASSWORD:-}" > "$pwfile"
         chown postgres "$pwfile"
         runuser -u postgres -- initdb -D "$PGDATA" -U "$user" --pwfile="$pwfile" \
-            --auth-local=trust --auth-host=scram-sha-256 >/dev/null
+            --auth-local=trust --auth-host=scram-sha-256 --encoding=UTF8 --locale=C.UTF-8 >/dev/null
         rm -f "$pwfile"
         echo "listen_addresses = '*'" >> "$PGDATA/postgresql.conf"
         echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
