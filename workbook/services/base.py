@@ -310,12 +310,17 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def make_tempdir(service: str) -> Path:
-    """A fresh folder for one service's data, under ``WORKBOOK_SERVICES_TMP`` if set."""
-    root = os.environ.get("WORKBOOK_SERVICES_TMP") or None
+def make_tempdir(service: str, *, shared: bool = False) -> Path:
+    """A fresh folder for one service's data, named after this run (``RUN_ID``).
+
+    It goes under ``WORKBOOK_SERVICES_TMP`` if set, else the system's temp folder.
+    ``shared`` forces the system's temp folder, for a service that drops to another
+    user and so needs every parent folder to be traversable by that user.
+    """
+    root = None if shared else os.environ.get("WORKBOOK_SERVICES_TMP") or None
     if root:
         Path(root).mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f"workbook-{service}-", dir=root))
+    return Path(tempfile.mkdtemp(prefix=f"workbook-{RUN_ID}-{service}-", dir=root))
 
 
 # -- local processes ------------------------------------------------------------------------

@@ -110,10 +110,10 @@ def _postgres_template(postgres: str, user: str) -> Path:
     if (template / "PG_VERSION").is_file():
         return template
     cache.mkdir(parents=True, exist_ok=True)
-    work = make_tempdir("postgres-template")
+    as_postgres = os.geteuid() == 0  # initdb refuses root
+    work = make_tempdir("postgres-template", shared=as_postgres)
     data = work / "data"
     initdb = str(Path(postgres).resolve().parent / "initdb")
-    as_postgres = os.geteuid() == 0  # initdb refuses root
     if as_postgres:
         shutil.chown(work, "postgres", "postgres")
     init = LocalProcess([initdb, "-D", str(data), "-U", user, "--auth=trust", "-N", "-E", "UTF8"],
@@ -132,10 +132,10 @@ def _postgres_template(postgres: str, user: str) -> Path:
 
 def start_postgres(user: str = "workbook", password: str = "workbook", database: str = "workbook") -> Running:
     postgres = _require("postgres")
-    data_dir = make_tempdir("postgres")
+    as_postgres = os.geteuid() == 0  # postgres refuses to run as root
+    data_dir = make_tempdir("postgres", shared=as_postgres)
     data = data_dir / "data"
     shutil.copytree(_postgres_template(postgres, user), data, symlinks=True)
-    as_postgres = os.geteuid() == 0
     if as_postgres:
         for path in [data_dir, *data_dir.rglob("*")]:
             shutil.chown(path, "postgres", "postgres")
