@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup lab test test-tooling test-notebooks lint stubs bench clean
+.PHONY: setup lab test test-services test-notebooks lint stubs bench bench-services images doctor clean
 
 setup: $(STAMP)
 
@@ -18,12 +18,21 @@ $(STAMP): pyproject.toml
 lab: setup
 	$(BIN)/workbook lab
 
-## Every quality gate (DESIGN.md): lint, stubs up to date, tooling tests,
-## graders vs solutions / stubs / mutants, notebooks execute.
+## Every quality gate (DESIGN.md): lint, stubs up to date, tooling tests (graders vs
+## solutions / stubs / mutants, service clean-up), service smoke suite, notebooks execute.
 test: setup lint
 	$(BIN)/workbook stubs --check
-	$(BIN)/pytest tests -n 2
+	$(BIN)/pytest tests -n 2 --ignore=tests/services
+	$(MAKE) test-services
 	$(MAKE) test-notebooks
+
+## The service smoke suite under each backend. Docker needs an engine and the images
+## (`make images`); without one it is skipped here, but never in CI.
+test-services: setup
+	$(BIN)/pytest tests/services --services=local -p no:cacheprovider
+	@if docker info >/dev/null 2>&1 || [ -n "$$CI" ]; then \
+		$(BIN)/pytest tests/services --services=docker -p no:cacheprovider; \
+	else echo "docker smoke suite skipped: no Docker engine answers (see infra/images/README.md)"; fi
 
 test-notebooks: setup
 	WORKBOOK_TARGET=solutions $(BIN)/pytest --nbval-lax notebooks -p no:cacheprovider
@@ -36,6 +45,15 @@ stubs: setup
 
 bench: setup
 	$(BIN)/python benchmarks/bench_ce4_2_drift.py
+
+bench-services: setup
+	$(BIN)/python benchmarks/bench_services.py
+
+images: setup
+	$(BIN)/workbook images build
+
+doctor: setup
+	$(BIN)/workbook doctor
 
 clean:
 	rm -rf $(VENV) .workbook

@@ -251,6 +251,38 @@ def cmd_lab(args: argparse.Namespace) -> int:
         return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from workbook.services import available, settings
+
+    table = Table(title="Services: can each backend run it here?", title_justify="left")
+    for column in ("service", "local", "docker"):
+        table.add_column(column)
+    ok_everywhere = True
+    for service in settings.SERVICES:
+        cells = []
+        for backend in ("local", "docker"):
+            ok, detail = available(service, backend)
+            ok_everywhere &= ok
+            cells.append(f"[green]✓[/] {escape(detail)}" if ok else f"[red]✗[/] {escape(detail)}")
+        table.add_row(service, *cells)
+    console.print(table)
+    console.print(f"backend in use: --services / $WORKBOOK_SERVICES = {settings.backend()} "
+                  "(auto: docker where its column is ✓, else local)")
+    return 0 if ok_everywhere else 1
+
+
+def cmd_images_build(args: argparse.Namespace) -> int:
+    from workbook.services import images
+
+    try:
+        built = images.build_all(args.services or None, force=args.force, mirror=args.mirror,
+                                 log=lambda text: console.print(text))
+    except images.ImageBuildError as exc:
+        raise CliError(str(exc)) from None
+    console.print(f"built {len(built)} image(s)" + (f": {', '.join(built)}" if built else ""))
+    return 0
+
+
 def cmd_dev_check(args: argparse.Namespace) -> int:
     from workbook import devcheck
 
@@ -311,6 +343,17 @@ def build_parser() -> argparse.ArgumentParser:
     lab = sub.add_parser("lab", help="print your progress and open JupyterLab on the current exercise")
     lab.add_argument("lab_args", nargs=argparse.REMAINDER, help="extra JupyterLab arguments")
     lab.set_defaults(func=cmd_lab)
+
+    sub.add_parser("doctor", help="which backend can run each service, and how to fix what is missing") \
+        .set_defaults(func=cmd_doctor)
+
+    img = sub.add_parser("images", help="offline stand-in images for the services").add_subparsers(
+        dest="images_command", required=True)
+    build = img.add_parser("build", help="build the Debian base and the missing service images")
+    build.add_argument("services", nargs="*", help="only these services (default: all)")
+    build.add_argument("--force", action="store_true", help="rebuild images that exist")
+    build.add_argument("--mirror", help="Debian mirror URL (default: the one apt uses here)")
+    build.set_defaults(func=cmd_images_build)
 
     dev = sub.add_parser("dev", help="authors' tools").add_subparsers(dest="dev_command", required=True)
     dev.add_parser("check", help="run every quality gate").set_defaults(func=cmd_dev_check)
