@@ -8,9 +8,11 @@ Everything started is stopped at the end: after success, a failing test, Ctrl-C 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 
@@ -44,13 +46,51 @@ def _terminate(signum, frame):
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    # Services started ahead of time but never used (a deselected or interrupted run).
+    for future in _prestarted.values():
+        with contextlib.suppress(Exception):
+            future.result(timeout=120)
+    _prestarted.clear()
     services.stop_all()
+    while _pools:
+        _pools.pop().shutdown(wait=True)
+
+
+# Fixture name -> service started ahead of time, all at once, when the collected tests use it.
+PRESTART = {"postgres": "postgres", "redis": "redis", "prometheus": "prometheus", "mlflow_server": "mlflow"}
+_prestarted: dict[str, Future] = {}
+_pools: list[ThreadPoolExecutor] = []
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the session's services in parallel while collection ends and early tests run.
+
+    The MLflow server alone needs ~6-7 s (most of it importing mlflow); started in the
+    background it overlaps with the other services and with tests that don't need it.
+    xdist workers skip this: each runs only part of the tests.
+    """
+    if os.environ.get("PYTEST_XDIST_WORKER") or session.config.option.collectonly:
+        return
+    wanted = {PRESTART[name] for item in session.items
+              for name in getattr(item, "fixturenames", ()) if name in PRESTART}
+    if not wanted:
+        return
+    backend = backend_option(session.config)
+    # The pool outlives the starts on purpose: local services die with the thread that
+    # started them (PR_SET_PDEATHSIG), so its threads live until pytest_unconfigure.
+    pool = ThreadPoolExecutor(max_workers=len(wanted), thread_name_prefix="workbook-service")
+    _pools.append(pool)
+    for service in sorted(wanted):
+        _prestarted[service] = pool.submit(services.start, service, backend)
 
 
 def _start(request: pytest.FixtureRequest, service: str, **kwargs):
-    backend = backend_option(request.config)
+    future = _prestarted.pop(service, None)
     try:
-        running = services.start(service, backend, **kwargs)
+        if future is not None:
+            running = future.result()
+        else:
+            running = services.start(service, backend_option(request.config), **kwargs)
     except ServiceUnavailable as exc:
         pytest.fail(f"cannot start {service}: {exc}", pytrace=False)
     request.addfinalizer(running.stop)

@@ -329,7 +329,7 @@ def make_tempdir(service: str, *, shared: bool = False) -> Path:
 def _child_setup(uid: int | None, gid: int | None) -> Callable[[], None]:
     def setup() -> None:
         os.setsid()  # own process group: stopped as a whole, untouched by the terminal's Ctrl-C
-        try:  # Linux: die with the parent, even if the parent is SIGKILLed
+        try:  # Linux: die with the parent (the starting thread, precisely), even on SIGKILL
             import ctypes
 
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
