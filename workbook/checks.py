@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -38,3 +39,26 @@ def assert_close(actual: Any, expected: float, *, what: str, rel: float = 1e-6, 
     got = number(actual, what=what)
     if not math.isclose(got, expected, rel_tol=rel, abs_tol=abs_):
         raise AssertionError(f"{what} should be {expected:.6g}; got {got:.6g}")
+
+
+class Raised:
+    """What `learner_error` caught: ``.value`` is the exception."""
+
+    value: BaseException
+
+
+@contextmanager
+def learner_error(*kinds: type[BaseException], what: str) -> Iterator[Raised]:
+    """Like ``pytest.raises`` for the learner's errors, but a stub's NotImplementedError
+    passes through, so an untouched exercise reads "not started", not "failed"."""
+    __tracebackhide__ = True
+    raised = Raised()
+    expected = kinds or (Exception,)
+    try:
+        yield raised
+    except NotImplementedError:
+        raise
+    except expected as exc:
+        raised.value = exc
+        return
+    raise AssertionError(f"{what} should raise an error; it returned normally")

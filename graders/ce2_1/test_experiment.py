@@ -28,7 +28,7 @@ from sklearn.metrics import (
 from sklearn.model_selection import train_test_split
 from sklearn.tree import DecisionTreeClassifier
 
-from workbook.checks import assert_close, field
+from workbook.checks import assert_close, field, learner_error
 from workbook.services.base import free_port
 
 
@@ -251,6 +251,6 @@ def test_failed_training_is_recorded_as_failed(ce, mlflow_server):
 def test_unreachable_server_is_one_clear_error(ce):
     """An MLflow URI where nothing answers fails fast with an error that names the URI."""
     uri = f"http://127.0.0.1:{free_port()}"
-    with pytest.raises(Exception) as caught:
+    with learner_error(what=f"MLExperiment(tracking_uri={uri!r}) with nothing listening") as caught:
         ce.MLExperiment(f"grader-{uuid.uuid4().hex[:6]}", tracking_uri=uri)
     assert uri in str(caught.value), f"the error should name the unreachable URI {uri}; got {caught.value!r}"
