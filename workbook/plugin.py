@@ -87,13 +87,13 @@ def target_dir(pytestconfig: pytest.Config) -> Path:
     return paths.resolve_target(target_option(pytestconfig))
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def exercise_id(request: pytest.FixtureRequest) -> str:
     """The id of the exercise whose graders are running (from graders/<id>/)."""
-    return exercise_of(request.node.path)
+    return exercise_of(request.path)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def load_module(target_dir: Path, exercise_id: str):
     """Import a learner module of this exercise from the target: ``load_module("drift")``."""
 

@@ -58,6 +58,17 @@ def regression(seed: int = 0):
     return (X_tr, y_tr), (X_va, y_va)
 
 
+@pytest.fixture(scope="module")
+def shared_run(load_module, mlflow_server):
+    """One classification run, logged once by the learner's code, read by several checks."""
+    ce = load_module("experiment")
+    exp, _ = new_experiment(ce, mlflow_server)
+    train, val = classification(seed=1)
+    model = LogisticRegression()
+    run_id = exp.run_experiment(model, {"C": 0.3, "max_iter": 500}, train, val)
+    return run_id, model, val
+
+
 def new_experiment(ce, server, **kwargs):
     name = f"grader-{uuid.uuid4().hex[:10]}"
     return ce.MLExperiment(name, tracking_uri=server.tracking_uri, **kwargs), name
@@ -78,15 +89,11 @@ def git_repo(tmp_path, monkeypatch) -> str:
 
 
 @pytest.mark.points(2)
-def test_run_logs_params_and_returns_run_id(ce, mlflow_server):
+def test_run_logs_params_and_returns_run_id(shared_run, mlflow_server):
     """run_experiment returns the id of a FINISHED run holding the params it was given."""
-    exp, _ = new_experiment(ce, mlflow_server)
-    train, val = classification()
-    params = {"C": 0.5, "max_iter": 300}
-    run_id = exp.run_experiment(LogisticRegression(), params, train, val)
-    run = mlflow_server.client().get_run(run_id)
-    assert run.data.params == {"C": "0.5", "max_iter": "300"}, (
-        f"the run should hold params {{'C': '0.5', 'max_iter': '300'}}; got {run.data.params}"
+    run = mlflow_server.client().get_run(shared_run[0])
+    assert run.data.params == {"C": "0.3", "max_iter": "500"}, (
+        f"the run should hold params {{'C': '0.3', 'max_iter': '500'}}; got {run.data.params}"
     )
     assert run.info.status == "FINISHED", f"the run should be FINISHED; got {run.info.status}"
 
@@ -103,12 +110,9 @@ def test_params_are_the_ones_the_model_was_trained_with(ce, mlflow_server):
 
 
 @pytest.mark.points(3)
-def test_classification_metrics_equal_sklearn(ce, mlflow_server):
+def test_classification_metrics_equal_sklearn(shared_run, mlflow_server):
     """accuracy and f1 (macro) on the validation set, as sklearn computes them."""
-    exp, _ = new_experiment(ce, mlflow_server)
-    train, (X_va, y_va) = classification()
-    model = LogisticRegression(max_iter=500)
-    run_id = exp.run_experiment(model, {"C": 1.0}, train, (X_va, y_va))
+    run_id, model, (X_va, y_va) = shared_run
     metrics = mlflow_server.client().get_run(run_id).data.metrics
     predicted = model.predict(X_va)
     for name, expected in (("accuracy", accuracy_score(y_va, predicted)),
@@ -134,12 +138,9 @@ def test_regression_metrics_equal_sklearn(ce, mlflow_server):
 
 
 @pytest.mark.points(3)
-def test_logged_model_predicts_exactly_like_the_original(ce, mlflow_server):
+def test_logged_model_predicts_exactly_like_the_original(shared_run):
     """mlflow.pyfunc.load_model('runs:/<id>/model') predicts what the trained model predicts."""
-    exp, _ = new_experiment(ce, mlflow_server)
-    train, (X_va, y_va) = classification(seed=1)
-    model = LogisticRegression(max_iter=500)
-    run_id = exp.run_experiment(model, {"C": 0.3}, train, (X_va, y_va))
+    run_id, model, (X_va, _) = shared_run
     try:
         loaded = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
     except Exception as exc:
@@ -149,23 +150,17 @@ def test_logged_model_predicts_exactly_like_the_original(ce, mlflow_server):
 
 
 @pytest.mark.points(2)
-def test_model_has_signature_and_input_example(ce, mlflow_server):
+def test_model_has_signature_and_input_example(shared_run):
     """The logged model carries an input signature and an input example."""
-    exp, _ = new_experiment(ce, mlflow_server)
-    train, val = classification()
-    run_id = exp.run_experiment(LogisticRegression(max_iter=500), {"C": 1.0}, train, val)
-    info = mlflow.models.get_model_info(f"runs:/{run_id}/model")
+    info = mlflow.models.get_model_info(f"runs:/{shared_run[0]}/model")
     assert info.signature is not None, "log the model with a signature (mlflow.models.infer_signature)"
     assert info.saved_input_example_info, "log the model with an input_example"
 
 
 @pytest.mark.points(2)
-def test_artifacts_hold_a_valid_plot_and_a_report(ce, mlflow_server, tmp_path):
+def test_artifacts_hold_a_valid_plot_and_a_report(shared_run, mlflow_server, tmp_path):
     """The run's artifacts include a PNG that opens as an image and a non-empty report."""
-    exp, _ = new_experiment(ce, mlflow_server)
-    train, val = classification()
-    run_id = exp.run_experiment(LogisticRegression(max_iter=500), {"C": 1.0}, train, val)
-    local = Path(mlflow.artifacts.download_artifacts(run_id=run_id, dst_path=str(tmp_path),
+    local = Path(mlflow.artifacts.download_artifacts(run_id=shared_run[0], dst_path=str(tmp_path),
                                                      tracking_uri=mlflow_server.tracking_uri))
     files = [p for p in local.rglob("*") if p.is_file()]
     images = [p for p in files if p.suffix.lower() == ".png"]
