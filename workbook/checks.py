@@ -62,3 +62,24 @@ def learner_error(*kinds: type[BaseException], what: str) -> Iterator[Raised]:
         raised.value = exc
         return
     raise AssertionError(f"{what} should raise an error; it returned normally")
+
+
+def require_started(exercise_id: str, folder, files: list[str]) -> None:
+    """Raise NotImplementedError ("not started") when every learner file is still the stub.
+
+    For exercises whose files are not Python (dvc.yaml, Dockerfiles), where no stub
+    function can raise by itself.
+    """
+    from pathlib import Path
+
+    from workbook import stubs
+
+    pristine = []
+    for name in files:
+        path = Path(folder) / name
+        try:
+            pristine.append(path.read_bytes() == stubs.stub_for(exercise_id, name))
+        except FileNotFoundError:
+            pristine.append(not path.exists())
+    if all(pristine):
+        raise NotImplementedError(f"{', '.join(files)} are still the starter files")

@@ -298,6 +298,8 @@ def classify(exc: BaseException, item: pytest.Item) -> tuple[str, str]:
     not_started = _find_in_chain(exc, NotImplementedError)
     if not_started is not None:
         where = _learner_frame(not_started)
+        if where is None and str(not_started) not in ("", "YOUR CODE HERE"):
+            return "not started", f"{not_started}: write your code there."
         name = f"`{where.name}` " if where else ""
         return "not started", f"{name}still raises NotImplementedError: write your code there."
     if isinstance(exc, ExerciseImportError):
