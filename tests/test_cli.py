@@ -97,3 +97,16 @@ def test_corrupt_state_is_discarded_with_a_message(course, capsys):
     assert code == 0 and "unreadable" in out
     State().save()
     assert json.loads(State.file().read_text())["_"].startswith("DON'T EDIT THIS FILE!")
+
+
+def test_doctor_lists_every_service_and_backend(capsys):
+    """`workbook doctor` shows each service under both backends, with a path, an image or a fix."""
+    from workbook.services import settings
+
+    code, out = run(capsys, "doctor")
+    for service in settings.SERVICES:
+        assert service in out
+    assert "local" in out and "docker" in out
+    assert code in (0, 1)
+    if code == 1:
+        assert "apt-get install" in out or "workbook images build" in out or "dockerd" in out

@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
-from workbook.services.base import (
-    Endpoint,
-    LocalProcess,
-    Running,
-    free_port,
-    make_tempdir,
-    register,
-    remove_tree,
-    wait_until,
-)
+from workbook.services.base import Endpoint, LocalProcess, Running, free_port, make_tempdir
+from workbook.services.local import start_process
 
 
 def serve_asgi(
@@ -33,20 +24,9 @@ def serve_asgi(
         argv += ["--app-dir", str(app_dir)]
     process = LocalProcess(argv, log_dir / "uvicorn.log", env=env, cwd=Path(app_dir) if app_dir else None)
     endpoint = Endpoint("uvicorn", "local", "127.0.0.1", port)
-    started = time.monotonic()
-    process.start()
-
-    def stop() -> None:
-        process.stop()
-        remove_tree(log_dir)
-
-    running = register(Running(endpoint, stop, process.logs))
-    try:
-        wait_until(lambda: httpx.get(f"{endpoint.url}{ready_path}", timeout=2) is not None,
-                   what=f"uvicorn serving {app}", timeout=timeout, logs=process.logs, alive=process.alive,
-                   hint="does the module import, and does it define the app object uvicorn was told to serve?")
-    except BaseException:
-        running.stop()
-        raise
-    running.started_s = time.monotonic() - started
-    return running
+    return start_process(
+        f"uvicorn serving {app}", process, endpoint,
+        lambda: httpx.get(f"{endpoint.url}{ready_path}", timeout=2) is not None, log_dir,
+        hint="does the module import, and does it define the app object uvicorn was told to serve?",
+        timeout=timeout,
+    )

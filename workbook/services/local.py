@@ -80,7 +80,9 @@ def _require(service: str) -> str:
     return path
 
 
-def _start(service: str, process: LocalProcess, endpoint, ready, data_dir: Path, hint: str = "") -> Running:
+def start_process(service: str, process: LocalProcess, endpoint, ready, data_dir: Path, *,
+                  hint: str = "", timeout: float | None = None) -> Running:
+    """Start ``process``, wait until ``ready()`` answers, and return it registered for clean-up."""
     started = time.monotonic()
     process.start()
 
@@ -90,7 +92,8 @@ def _start(service: str, process: LocalProcess, endpoint, ready, data_dir: Path,
 
     running = register(Running(endpoint, stop, process.logs))
     try:
-        wait_until(ready, what=f"{service} (local, port {endpoint.port})", timeout=settings.start_timeout(service),
+        wait_until(ready, what=f"{service} (local, port {endpoint.port})",
+                   timeout=timeout or settings.start_timeout(service),
                    logs=process.logs, alive=process.alive, hint=hint)
     except BaseException:
         running.stop()
@@ -162,7 +165,7 @@ def start_postgres(user: str = "workbook", password: str = "workbook", database:
         with endpoint.connect() as conn:
             return conn.execute("SELECT 1").fetchone() == (1,)
 
-    return _start("postgres", process, endpoint, ready, data_dir)
+    return start_process("postgres", process, endpoint, ready, data_dir)
 
 
 # -- Redis ------------------------------------------------------------------------------------
@@ -186,7 +189,7 @@ def start_redis() -> Running:
         finally:
             client.close()
 
-    return _start("redis", process, endpoint, ready, data_dir)
+    return start_process("redis", process, endpoint, ready, data_dir)
 
 
 # -- Prometheus -------------------------------------------------------------------------------
@@ -204,7 +207,7 @@ def start_prometheus() -> Running:
          "--rules.alert.resend-delay=1s"],  # the first send can race alertmanager discovery; resend soon
         data_dir / "prometheus.log",
     )
-    return _start("prometheus", process, endpoint, lambda: http_ok(f"{endpoint.url}/-/ready"), data_dir)
+    return start_process("prometheus", process, endpoint, lambda: http_ok(f"{endpoint.url}/-/ready"), data_dir)
 
 
 def promtool() -> str | None:
@@ -243,7 +246,7 @@ def start_alertmanager(receiver) -> Running:
         data_dir / "alertmanager.log",
     )
     endpoint = AlertmanagerEndpoint("alertmanager", "local", HOST, port, receiver=receiver)
-    return _start("alertmanager", process, endpoint, lambda: http_ok(f"{endpoint.url}/-/ready"), data_dir)
+    return start_process("alertmanager", process, endpoint, lambda: http_ok(f"{endpoint.url}/-/ready"), data_dir)
 
 
 # -- MLflow tracking server -------------------------------------------------------------------
@@ -289,4 +292,4 @@ def start_mlflow() -> Running:
         data_dir / "mlflow.log", env=mlflow_server_env(), cwd=data_dir,
     )
     endpoint = MlflowEndpoint("mlflow", "local", HOST, port)
-    return _start("mlflow", process, endpoint, lambda: http_ok(f"{endpoint.url}/health"), data_dir)
+    return start_process("mlflow", process, endpoint, lambda: http_ok(f"{endpoint.url}/health"), data_dir)
