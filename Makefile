@@ -22,17 +22,19 @@ lab: setup
 ## solutions / stubs / mutants, service clean-up), service smoke suite, notebooks execute.
 test: setup lint
 	$(BIN)/workbook stubs --check
-	$(BIN)/pytest tests -n 2 --ignore=tests/services
+	WORKBOOK_SERVICES=local $(BIN)/pytest tests -n 2 --ignore=tests/services
 	$(MAKE) test-services
 	$(MAKE) test-notebooks
 
-## The service smoke suite under each backend. Docker needs an engine and the images
-## (`make images`); without one it is skipped here, but never in CI.
+## The service smoke suite under each backend, and every grader on the solutions with
+## docker services (the quality gates above ran them with local ones). Docker needs an
+## engine and the images (`make images`); without one this part is skipped, never in CI.
 test-services: setup
 	$(BIN)/pytest tests/services --services=local -p no:cacheprovider
 	@if docker info >/dev/null 2>&1 || [ -n "$$CI" ]; then \
-		$(BIN)/pytest tests/services --services=docker -p no:cacheprovider; \
-	else echo "docker smoke suite skipped: no Docker engine answers (see infra/images/README.md)"; fi
+		$(BIN)/pytest tests/services --services=docker -p no:cacheprovider && \
+		$(BIN)/pytest graders --target=solutions --services=docker -p no:cacheprovider; \
+	else echo "docker part skipped: no Docker engine answers (see infra/images/README.md)"; fi
 
 test-notebooks: setup
 	WORKBOOK_TARGET=solutions $(BIN)/pytest --nbval-lax notebooks -p no:cacheprovider
