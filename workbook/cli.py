@@ -144,7 +144,10 @@ def _grade_with_progress(exercise: Exercise, target: str, extra: list[str]) -> r
             if match:
                 progress.update(task, completed=int(match["pct"]), check=match["check"])
 
-        return runner.grade([exercise.id], target, extra_args=["-v", *extra], on_line=on_line)
+        try:
+            return runner.grade([exercise.id], target, extra_args=["-v", *extra], on_line=on_line)
+        except RuntimeError as exc:  # pytest itself could not run (bad option, interrupted)
+            raise CliError(str(exc)) from None
 
 
 def _print_checks(tests: list[dict]) -> None:
