@@ -35,8 +35,6 @@ HELP_SERVICES = (
 )
 DEFAULT_TIMEOUT = 60.0
 
-OUTCOMES = ("passed", "failed", "not started", "timeout", "error", "skipped")
-
 
 class CheckTimeout(BaseException):
     """Raised inside a check that ran past its time limit.
@@ -47,6 +45,8 @@ class CheckTimeout(BaseException):
 
 @dataclass
 class CheckResult:
+    """One graded check. outcome: passed, failed, not started, timeout, error or skipped."""
+
     exercise: str
     check: str
     nodeid: str

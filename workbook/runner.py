@@ -40,7 +40,6 @@ def grade(
     *,
     extra_args: list[str] | None = None,
     on_line: Callable[[str], None] | None = None,
-    env: dict[str, str] | None = None,
 ) -> GradeRun:
     """Run ``pytest graders/<id>...`` against ``target``; return the JSON summary.
 
@@ -58,7 +57,7 @@ def grade(
             *(extra_args or []),
         ]
         proc = subprocess.Popen(
-            command, cwd=paths.root(), env={**os.environ, **(env or {})},
+            command, cwd=paths.root(),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         lines = []

@@ -105,7 +105,7 @@ def build_all(
     if force or not image_exists(BASE_IMAGE):
         build_base(mirror, log)
     built = []
-    for service in services or settings.IMAGE_SERVICES:
+    for service in services or settings.SERVICES:
         if force or not image_exists(settings.image(service)):
             built.append(build_service(service, log))
         else:

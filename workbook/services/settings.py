@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 from importlib import metadata
 
-IMAGE_SERVICES = ("postgres", "redis", "prometheus", "alertmanager", "mlflow")
-SERVICES = IMAGE_SERVICES  # the services with a docker and a local backend
+SERVICES = ("postgres", "redis", "prometheus", "alertmanager", "mlflow")  # docker and local backends
 BACKENDS = ("auto", "docker", "local")
 
 
