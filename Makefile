@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup lab test test-services test-notebooks lint stubs bench bench-services images doctor clean
+.PHONY: setup lab test test-services test-notebooks lint stubs bench bench-services images doctor clean mutation mutation-all contract
 
 setup: $(STAMP)
 
@@ -50,6 +50,20 @@ bench: setup
 
 bench-services: setup
 	$(BIN)/python benchmarks/bench_services.py
+
+## Automatic mutation testing of one solution (slow; not part of `make test`):
+## `make mutation ID=ce4_2 [JOBS=2]`. Report in benchmarks/results/mutation_<id>.json.
+mutation: setup
+	@test -n "$(ID)" || { echo "usage: make mutation ID=<exercise id> [JOBS=2]"; exit 2; }
+	$(BIN)/workbook dev mutation $(ID) --jobs $(or $(JOBS),1)
+
+mutation-all: setup
+	$(BIN)/workbook dev mutation all --jobs $(or $(JOBS),1)
+
+## The contract clauses of one exercise and the checks covering each: `make contract ID=ce4_2`.
+contract: setup
+	@test -n "$(ID)" || { echo "usage: make contract ID=<exercise id>"; exit 2; }
+	$(BIN)/workbook dev contract $(ID)
 
 images: setup
 	$(BIN)/workbook images build

@@ -292,10 +292,10 @@ def cmd_dev_check(args: argparse.Namespace) -> int:
     with console.status("running the quality gates…") as status:
         problems = devcheck.all_problems(progress=lambda text: status.update(text))
     for problem in problems:
-        console.print(f"[red]✗[/] {problem}")
+        console.print(f"[red]✗[/] {escape(problem)}")
     if problems:
         return 1
-    console.print("[green]✓[/] catalog, stubs, solutions, stubs-fail and mutants: all good.")
+    console.print("[green]✓[/] catalog, stubs, contract coverage, solutions, stubs-fail and mutants: all good.")
     return 0
 
 
@@ -309,6 +309,67 @@ def cmd_dev_mutant(args: argparse.Namespace) -> int:
             console.print(f"wrote {out / args.id} ({mutant.description})")
             return 0
     raise CliError(f"no mutant {args.name!r} in tests/mutants/{args.id}/mutants.toml")
+
+
+def cmd_dev_contract(args: argparse.Namespace) -> int:
+    from workbook import contract
+
+    _get(args.id)
+    found = contract.load(args.id)
+    table = Table(title=f"{args.id}: contract clauses and the checks that cover them")
+    table.add_column("clause")
+    table.add_column("where")
+    table.add_column("promise")
+    table.add_column("covered by")
+    for clause in found.clauses.values():
+        checks = found.covered_by(clause.id)
+        table.add_row(
+            escape(f"[{clause.id}]"), f"{clause.file}:{clause.line}", escape(clause.text),
+            "\n".join(checks) if checks else "[red]nothing[/]",
+        )
+    console.print(table)
+    problems = found.problems()
+    for problem in problems:
+        console.print(f"[red]✗[/] {escape(problem)}")
+    if not problems:
+        console.print(f"[green]✓[/] {len(found.clauses)} clauses, each covered by a check.")
+    return 1 if problems else 0
+
+
+def cmd_dev_mutation(args: argparse.Namespace) -> int:
+    from rich.progress import MofNCompleteColumn
+
+    from workbook import mutation
+
+    ids = [e.id for e in catalog.load() if e.ready] if args.id == "all" else [_get(args.id).id]
+    worst = 1.0
+    for exercise_id in ids:
+        with Progress(TextColumn(f"{exercise_id} mutants"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), TextColumn("{task.description}"), console=console) as bar:
+            task = bar.add_task("grading the unmutated solution…", total=None)
+
+            def tick(done: int, total: int, result, task=task, bar=bar) -> None:
+                bar.update(task, completed=done, total=total,
+                           description=f"{result.outcome}: {result.file}:{result.line}")
+
+            try:
+                report = mutation.run(exercise_id, jobs=args.jobs, services=args.services,
+                                      limit=args.limit, fresh=args.fresh, progress=tick)
+            except mutation.MutationError as exc:
+                raise CliError(str(exc)) from None
+        path = mutation.write_report(report)
+        s = report.summary()
+        console.print(
+            f"{exercise_id}: {s['mutants']} mutants — killed {s['killed']}, timeout {s['timeout']}, "
+            f"survived {s['survived']}, equivalent {s['equivalent']}, no change {s['no_change']}, "
+            f"error {s['error']}; score {s['score']:.1%} in {s['seconds']:.0f} s → {path}"
+        )
+        for result in (m for m in report.mutants if m.outcome == "survived"):
+            console.print(f"[yellow]survived[/] {result.file}:{result.line} {result.operator}")
+            console.print(result.diff.rstrip(), markup=False, highlight=False)
+            console.print(mutation.equivalent_entry(result), markup=False, highlight=False)
+        worst = min(worst, report.score)
+    return 0 if worst >= args.min_score else 1
 
 
 # -- entry point ------------------------------------------------------------------------------
@@ -365,6 +426,19 @@ def build_parser() -> argparse.ArgumentParser:
     mutant.add_argument("name")
     mutant.add_argument("dir")
     mutant.set_defaults(func=cmd_dev_mutant)
+    contract_cmd = dev.add_parser("contract", help="the contract clauses of an exercise and the checks covering each")
+    contract_cmd.add_argument("id")
+    contract_cmd.set_defaults(func=cmd_dev_contract)
+    mutation_cmd = dev.add_parser(
+        "mutation", help="automatic mutation testing of a solution (cosmic-ray); slow, for maintainers")
+    mutation_cmd.add_argument("id", help="an exercise id, or 'all' for every ready exercise")
+    mutation_cmd.add_argument("--jobs", type=int, default=1, help="mutants graded at once (default 1)")
+    mutation_cmd.add_argument("--services", default="local", choices=("local", "docker", "auto"))
+    mutation_cmd.add_argument("--limit", type=int, default=None, help="grade only the first N mutants")
+    mutation_cmd.add_argument("--fresh", action="store_true", help="forget earlier results of this solution")
+    mutation_cmd.add_argument("--min-score", type=float, default=0.95,
+                              help="exit 1 below this score (default 0.95)")
+    mutation_cmd.set_defaults(func=cmd_dev_mutation)
     return parser
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from workbook import catalog, mutants, paths, runner, stubs
+from workbook import catalog, contract, mutants, paths, runner, stubs
 from workbook.catalog import Exercise
 
 
@@ -82,10 +82,30 @@ def mutant_problems(exercise: Exercise) -> list[str]:
     return found
 
 
+MIN_MUTANTS = 15
+
+
+def contract_problems(exercise: Exercise) -> list[str]:
+    """Every contract clause is covered by a check, and every covers marker names a clause."""
+    return contract.load(exercise.id).problems()
+
+
+def mutant_count_problems(exercise: Exercise) -> list[str]:
+    """At least MIN_MUTANTS realistic wrong answers are kept for the exercise."""
+    count = len(mutants.load(exercise.id))
+    if count >= MIN_MUTANTS:
+        return []
+    return [
+        f"{exercise.id}: tests/mutants/{exercise.id}/mutants.toml has {count} wrong answers; "
+        f"keep at least {MIN_MUTANTS}, each a misconception of the topic with the checks that catch it."
+    ]
+
+
 def all_problems(progress=None) -> list[str]:
     """Run every gate over every ready exercise."""
     found = catalog_problems() + stub_problems()
     for exercise in (e for e in catalog.load() if e.ready):
+        found.extend(contract_problems(exercise) + mutant_count_problems(exercise))
         for gate in (solution_problems, stub_grading_problems, mutant_problems):
             if progress:
                 progress(f"{exercise.id}: {gate.__doc__.splitlines()[0]}")

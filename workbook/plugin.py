@@ -73,6 +73,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "hidden: the check is left out of the student release (instructors and CI run it)."
     )
     config.addinivalue_line("markers", "timeout(seconds): time limit of this check.")
+    config.addinivalue_line(
+        "markers",
+        "covers(*clause_ids): the contract clauses of the learner files this check covers "
+        "(`workbook dev contract ID`).",
+    )
     config.pluginmanager.register(Grading(config), "workbook-grading")
     config.pluginmanager.import_plugin("workbook.fixtures")
 
