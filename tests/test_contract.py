@@ -155,16 +155,14 @@ def test_solution_regions_are_found():
 
 
 @pytest.mark.timeout(300)
-def test_mutation_run_kills_what_the_graders_see_and_reports_survivors(contract_course, capsys):
+def test_mutation_run_kills_what_the_graders_see_and_reports_survivors(course):
     """End to end on the demo: graded mutants, a survivor listed with its diff, an equivalent honoured."""
-    # The graders never check that spin returns exactly 1 for the right reason, but they do
-    # check its value; `isinstance(x, str)` -> `not isinstance(...)` breaks double(3).
+    # The demo course's own solution and graders: a handful of mutants, so this stays quick.
     report = mutation.run("demo", services="local")
     outcomes = {(m.source, m.operator): m.outcome for m in report.mutants}
     assert outcomes[("return 2 * x", "core/ReplaceBinaryOperator_Mul_Add")] == "killed"
     assert outcomes[("return 1", "core/NumberReplacer")] == "killed"
-    # No check passes a number that is not an int: 2 * x -> x + x survives on every input tried.
-    assert all(m.line >= 1 for m in report.mutants)
+    # double(-1) is hidden but graded: 2 * x -> 2 - x, killed by double(3) already.
     assert {m.outcome for m in report.mutants} <= {"killed", "survived", "timeout", "no-change"}
     survivors = [m for m in report.mutants if m.outcome == "survived"]
     equivalents = paths.mutants_dir() / "demo" / "equivalent.toml"

@@ -75,6 +75,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
               for name in getattr(item, "fixturenames", ()) if name in PRESTART}
     if not wanted:
         return
+    wanted = {s for s in wanted if services.attached(s) is None}
+    if not wanted:
+        return
     backend = backend_option(session.config)
     # The pool outlives the starts on purpose: local services die with the thread that
     # started them (PR_SET_PDEATHSIG), so its threads live until pytest_unconfigure.
@@ -85,6 +88,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 
 def _start(request: pytest.FixtureRequest, service: str, **kwargs):
+    warm = services.attached(service)
+    if warm is not None:  # started by a parent process, which also stops it
+        return warm
     future = _prestarted.pop(service, None)
     try:
         if future is not None:

@@ -25,6 +25,7 @@ database lives in ``.workbook/mutation/<id>/``).
 from __future__ import annotations
 
 import json
+import os
 import queue
 import re
 import shlex
@@ -171,11 +172,6 @@ def run(
     progress: Callable[[int, int, MutantResult], None] | None = None,
 ) -> Report:
     """Mutate the solution of ``exercise_id``, grade every mutant, and return the report."""
-    import attrs
-    from cosmic_ray.commands import init as cr_init
-    from cosmic_ray.mutating import mutate_and_test
-    from cosmic_ray.work_db import WorkDB, use_db
-
     source = paths.solutions_dir() / exercise_id
     if not source.is_dir():
         raise MutationError(f"solutions/{exercise_id} does not exist")
@@ -203,6 +199,29 @@ def run(
         copies.append(copy)
 
     started = time.monotonic()
+    # Shareable services (an MLflow server, PostgreSQL, Redis) start once for every run.
+    from workbook import catalog
+    from workbook import services as service_layer
+
+    needed = [s for s in catalog.get(exercise_id).services if s in service_layer.SHAREABLE]
+    running = [service_layer.start(s, services) for s in needed]
+    try:
+        os.environ.update(service_layer.warm_environment(running))
+        return _run(exercise_id, work, copies, learner_files, texts, stamp, stamp_file, session,
+                    services, limit, progress, started)
+    finally:
+        os.environ.pop(service_layer.WARM_ENV, None)
+        for r in reversed(running):
+            r.stop()
+
+
+def _run(exercise_id, work, copies, learner_files, texts, stamp, stamp_file, session, services,
+         limit, progress, started) -> Report:
+    import attrs
+    from cosmic_ray.commands import init as cr_init
+    from cosmic_ray.mutating import mutate_and_test
+    from cosmic_ray.work_db import WorkDB, use_db
+
     baseline = subprocess.run(_grader_command(exercise_id, copies[0], services), cwd=paths.root(),
                               capture_output=True, text=True)
     baseline_seconds = time.monotonic() - started

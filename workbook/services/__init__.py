@@ -11,11 +11,30 @@ else local. ``start(service, backend)`` returns a ``Running`` (endpoint + stop()
 
 from __future__ import annotations
 
-from workbook.services import settings
-from workbook.services.base import Running, ServiceStartError, ServiceUnavailable, stop_all
+import json
+import os
+from dataclasses import asdict
 
-__all__ = ["Running", "ServiceStartError", "ServiceUnavailable", "availability", "choose_backend",
-           "start", "stop_all"]
+from workbook.services import settings
+from workbook.services.base import (
+    Endpoint,
+    MlflowEndpoint,
+    PostgresEndpoint,
+    RedisEndpoint,
+    Running,
+    ServiceStartError,
+    ServiceUnavailable,
+    stop_all,
+)
+
+__all__ = ["Running", "ServiceStartError", "ServiceUnavailable", "attached", "availability",
+           "choose_backend", "start", "stop_all", "warm_environment"]
+
+#: Environment variable through which a parent process hands running services to graders
+#: (``workbook dev mutation`` starts them once for hundreds of grader runs).
+WARM_ENV = "WORKBOOK_WARM_SERVICES"
+#: Services whose endpoint is plain data, so a second process can share them safely.
+SHAREABLE = {"postgres": PostgresEndpoint, "redis": RedisEndpoint, "mlflow": MlflowEndpoint}
 
 
 def _module(backend: str):
@@ -59,3 +78,22 @@ def start(service: str, backend: str = "auto", **kwargs) -> Running:
     """Start ``service`` under ``backend``; raises ServiceUnavailable with the fix when it can't."""
     chosen = choose_backend(service, backend)
     return getattr(_module(chosen), f"start_{service}")(**kwargs)
+
+
+def warm_environment(running: list[Running]) -> dict[str, str]:
+    """Environment that lets a child pytest attach to these started services."""
+    shared = {r.endpoint.service: asdict(r.endpoint) for r in running
+              if r.endpoint.service in SHAREABLE}
+    return {WARM_ENV: json.dumps(shared)} if shared else {}
+
+
+def attached(service: str) -> Endpoint | None:
+    """The endpoint of ``service`` started by a parent process, if one was handed over."""
+    raw = os.environ.get(WARM_ENV)
+    if not raw or service not in SHAREABLE:
+        return None
+    try:
+        data = json.loads(raw).get(service)
+    except (ValueError, AttributeError):
+        raise ServiceUnavailable(f"${WARM_ENV} is not valid JSON: {raw[:200]!r}") from None
+    return SHAREABLE[service](**data) if data else None
