@@ -10,6 +10,7 @@ from pathlib import Path
 
 from workbook import catalog, contract, mutants, paths, runner, stubs
 from workbook.catalog import Exercise
+from workbook.services import settings
 
 
 def catalog_problems() -> list[str]:
@@ -41,6 +42,33 @@ def solution_problems(exercise: Exercise) -> list[str]:
     return found
 
 
+def shared_service_problems(exercise: Exercise) -> list[str]:
+    """The graders pass twice in a row on one warm server (what mutant runs rely on).
+
+    A grader that assumes a fresh server (a fixed experiment name, a count of all runs)
+    would make every later run fail, and so "catch" mutants for the wrong reason.
+    """
+    from workbook import services
+
+    if not any(s in services.SHAREABLE for s in exercise.services):
+        return []
+    with services.warm(exercise.services, settings.backend()):
+        for attempt in ("first", "second"):
+            run = runner.grade([exercise.id], "solutions")
+            failed = [t for t in run.tests if t["outcome"] != "passed"]
+            if failed:
+                return [
+                    f"{exercise.id}: on a server already used by a {attempt} grading run, check "
+                    f"{t['check']} fails on solutions/ ({t['outcome']}): {t['output']}. Give each "
+                    "check its own experiment / database names instead of assuming a fresh server."
+                    for t in failed
+                ] if attempt == "second" else [
+                    f"{exercise.id}: check {t['check']} fails on solutions/: {t['output']}"
+                    for t in failed
+                ]
+    return []
+
+
 def stub_grading_problems(exercise: Exercise) -> list[str]:
     """Every graded check reads "not started" on the untouched stub, scoring 0."""
     with tempfile.TemporaryDirectory(prefix="stubs-") as tmp:
@@ -61,6 +89,13 @@ def stub_grading_problems(exercise: Exercise) -> list[str]:
 
 def mutant_problems(exercise: Exercise) -> list[str]:
     """Every known-wrong implementation fails the checks its entry names."""
+    from workbook import services
+
+    with services.warm(exercise.services, settings.backend()):
+        return _mutant_problems(exercise)
+
+
+def _mutant_problems(exercise: Exercise) -> list[str]:
     found = []
     for mutant in mutants.load(exercise.id):
         with tempfile.TemporaryDirectory(prefix=f"mutant-{mutant.name}-") as tmp:
@@ -106,7 +141,8 @@ def all_problems(progress=None) -> list[str]:
     found = catalog_problems() + stub_problems()
     for exercise in (e for e in catalog.load() if e.ready):
         found.extend(contract_problems(exercise) + mutant_count_problems(exercise))
-        for gate in (solution_problems, stub_grading_problems, mutant_problems):
+        for gate in (solution_problems, shared_service_problems, stub_grading_problems,
+                     mutant_problems):
             if progress:
                 progress(f"{exercise.id}: {gate.__doc__.splitlines()[0]}")
             found.extend(gate(exercise))

@@ -25,7 +25,6 @@ database lives in ``.workbook/mutation/<id>/``).
 from __future__ import annotations
 
 import json
-import os
 import queue
 import re
 import shlex
@@ -203,16 +202,9 @@ def run(
     from workbook import catalog
     from workbook import services as service_layer
 
-    needed = [s for s in catalog.get(exercise_id).services if s in service_layer.SHAREABLE]
-    running = [service_layer.start(s, services) for s in needed]
-    try:
-        os.environ.update(service_layer.warm_environment(running))
+    with service_layer.warm(catalog.get(exercise_id).services, services):
         return _run(exercise_id, work, copies, learner_files, texts, stamp, stamp_file, session,
                     services, limit, progress, started)
-    finally:
-        os.environ.pop(service_layer.WARM_ENV, None)
-        for r in reversed(running):
-            r.stop()
 
 
 def _run(exercise_id, work, copies, learner_files, texts, stamp, stamp_file, session, services,

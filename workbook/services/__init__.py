@@ -11,8 +11,10 @@ else local. ``start(service, backend)`` returns a ``Running`` (endpoint + stop()
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 
 from workbook.services import settings
@@ -28,7 +30,7 @@ from workbook.services.base import (
 )
 
 __all__ = ["Running", "ServiceStartError", "ServiceUnavailable", "attached", "availability",
-           "choose_backend", "start", "stop_all", "warm_environment"]
+           "choose_backend", "start", "stop_all", "warm", "warm_environment"]
 
 #: Environment variable through which a parent process hands running services to graders
 #: (``workbook dev mutation`` starts them once for hundreds of grader runs).
@@ -97,3 +99,30 @@ def attached(service: str) -> Endpoint | None:
     except (ValueError, AttributeError):
         raise ServiceUnavailable(f"${WARM_ENV} is not valid JSON: {raw[:200]!r}") from None
     return SHAREABLE[service](**data) if data else None
+
+
+@contextlib.contextmanager
+def warm(names: Iterable[str], backend: str = "auto") -> Iterator[list[Running]]:
+    """Start the shareable ones of ``names`` once; grader runs started inside attach to them.
+
+    For tools that run an exercise's graders many times (mutants, mutation testing): the
+    MLflow server alone costs ~7 s a start. Already handed-over services are left alone.
+    """
+    wanted = [n for n in dict.fromkeys(names) if n in SHAREABLE and attached(n) is None]
+    running: list[Running] = []
+    previous = os.environ.get(WARM_ENV)
+    try:
+        for name in wanted:
+            running.append(start(name, backend))
+        if running:
+            shared = json.loads(previous) if previous else {}
+            shared.update(json.loads(warm_environment(running)[WARM_ENV]))
+            os.environ[WARM_ENV] = json.dumps(shared)
+        yield running
+    finally:
+        if previous is None:
+            os.environ.pop(WARM_ENV, None)
+        else:
+            os.environ[WARM_ENV] = previous
+        for r in reversed(running):
+            r.stop()
