@@ -5,27 +5,10 @@ the model itself (loadable, with its input signature), plots and an evaluation
 report, and tags that say which code and which data produced it. Then compare
 runs to pick the best one.
 
-The contract the graders check (against a real MLflow tracking server, read back
-with ``MlflowClient``):
-
-* ``run_experiment(model, params, train_data, val_data)`` sets ``params`` on the
-  scikit-learn model, fits it on ``train_data = (X, y)``, and logs in ONE run:
-  - the params (``mlflow.log_params``);
-  - the metrics of ``evaluate(model, val_data)``;
-  - the model under the name ``"model"`` with a signature and an input example,
-    so ``mlflow.pyfunc.load_model(f"runs:/{run_id}/model")`` predicts exactly
-    what ``model.predict`` does;
-  - artifacts: at least one PNG plot (confusion matrix for a classifier,
-    residuals for a regressor) and an evaluation report (JSON);
-  - tags ``git_commit`` (``git rev-parse HEAD`` of the working folder, or
-    ``"unknown"`` outside git) and ``data_version`` (the ``data_version`` given
-    to the constructor, else a hash of the training data);
-  and returns the run id. If training fails, the run ends as FAILED (never left
-  RUNNING) and the error propagates.
-* ``evaluate(model, val_data)``: a classifier gets ``accuracy`` and ``f1``
-  (macro average); a regressor gets ``rmse``, ``mae`` and ``r2``.
-* ``compare_experiments(metric, ascending=False)``: the experiment's runs that
-  have ``metric``, best first, as dicts with ``run_id``, ``params``, ``metrics``.
+The graders run your class against a real MLflow tracking server and read
+everything back with ``MlflowClient``. Datasets come as ``(X, y)`` pairs of
+numpy arrays; models are scikit-learn estimators. Each promise below ends with
+an id in square brackets; the graders' checks name the ids they test.
 """
 
 from __future__ import annotations
@@ -84,28 +67,80 @@ def sklearn_types(model) -> list[str]:
 class MLExperiment:
     """Run and compare training runs of one MLflow experiment.
 
+    Several ``MLExperiment`` objects can be alive at once: each one logs its runs
+    to its own experiment, whatever was created after it [own-experiment].
+
     >>> exp = MLExperiment("iris", tracking_uri="http://127.0.0.1:5000")
     >>> run_id = exp.run_experiment(LogisticRegression(), {"C": 0.5}, (X_tr, y_tr), (X_va, y_va))
     >>> exp.compare_experiments("accuracy")[0]["run_id"]
     """
 
     def __init__(self, experiment_name: str, tracking_uri: str | None = None, data_version: str | None = None):
+        """Use the MLflow experiment ``experiment_name``, created if missing [experiment-created].
+
+        ``tracking_uri`` is the tracking server's URI (None keeps MLflow's current one).
+        When nothing answers at an http(s) ``tracking_uri``, raise an error that names
+        the URI, within seconds [unreachable-server].
+        A ``data_version`` given here is the ``data_version`` tag of every run [data-version-given].
+        """
         raise NotImplementedError("YOUR CODE HERE")
 
     def evaluate(self, model, val_data) -> dict[str, float]:
-        """Validation metrics: accuracy and f1 (macro) for classifiers; rmse, mae and r2 for regressors."""
+        """Metrics of the fitted ``model`` on ``val_data = (X, y)``, as a dict of floats.
+
+        A classifier gets ``accuracy`` and ``f1``, the macro-averaged F1 score [classifier-metrics].
+        A regressor gets ``rmse`` (root mean squared error), ``mae`` and ``r2`` [regressor-metrics].
+        The kind of model decides (``sklearn.base.is_classifier``), not the labels [model-kind].
+        """
         raise NotImplementedError("YOUR CODE HERE")
 
     def run_experiment(self, model, params: dict, train_data, val_data, run_name: str | None = None) -> str:
-        """Train ``model`` with ``params`` and log everything about it in one run; return the run id."""
+        """Train ``model`` with ``params`` and log it all in one MLflow run; return its id [returns-run-id].
+
+        Each call makes exactly one run in this object's experiment, ended FINISHED [one-run].
+        ``run_name``, when given, is the run's name [run-name].
+        ``params`` are set on ``model`` before fitting; its other settings stay [params-set].
+        The model is fitted on ``train_data`` only, never on ``val_data`` [fit-train-only].
+        The run holds at least the given params, with these values; more is fine,
+        as autologging logs [params-logged].
+        The run holds the metrics of ``self.evaluate(model, val_data)``, same names [metrics-logged].
+        The fitted model is logged under the name ``"model"``, and
+        ``mlflow.pyfunc.load_model(f"runs:/{run_id}/model")`` predicts what it predicts [model-logged].
+        The logged model has a signature of X's columns and an input example of
+        a few rows of X [signature-example].
+        The run's artifacts hold a PNG plot: a confusion matrix for a classifier,
+        residuals for a regressor [plot-png].
+        They also hold an evaluation report: a JSON file with each logged metric
+        under its name [report-json].
+        Tag ``git_commit`` is ``git rev-parse HEAD`` of the current working folder
+        when the run starts [git-commit].
+        Outside a git repository, ``git_commit`` is ``"unknown"`` [git-unknown].
+        Without a ``data_version`` from the constructor, tag ``data_version`` is a
+        hash of the training data [data-version-hash].
+        That hash covers X and y: same data, same hash; a change in X or y, another [hash-stable].
+        Only the training data count: another ``val_data`` keeps the hash [hash-train-only].
+        If training fails, the run ends FAILED, never left RUNNING [failed-status].
+        The training error then reaches the caller, and later calls work as usual [error-propagates].
+        """
         raise NotImplementedError("YOUR CODE HERE")
 
     def log_artifacts(self, model, val_data, metrics: dict[str, float]) -> None:
-        """Log a plot (confusion matrix or residuals) and the evaluation report to the active run."""
+        """Log a plot (confusion matrix or residuals) and the evaluation report to the active run.
+
+        A helper of ``run_experiment``: the graders do not call it directly.
+        """
         raise NotImplementedError("YOUR CODE HERE")
 
     def compare_experiments(self, metric: str, ascending: bool = False, max_results: int = 100) -> list[dict]:
-        """The experiment's runs that logged ``metric``, best first (highest, or lowest with ascending)."""
+        """The runs of this object's experiment that logged ``metric``, best first, as dicts.
+
+        Best first is highest value first, or lowest first with ``ascending=True`` [compare-order].
+        Runs without ``metric`` are left out: a regressor's run when comparing
+        ``accuracy``, a failed run [compare-missing].
+        Runs of other experiments are never listed [compare-own-experiment].
+        Each dict has ``run_id``, ``params`` and ``metrics``, as the run logged them [compare-fields].
+        At most ``max_results`` runs come back: the best ones [compare-max-results].
+        """
         raise NotImplementedError("YOUR CODE HERE")
 
 
