@@ -1,23 +1,34 @@
 """AP2.1 — a reproducible ML pipeline: the stage scripts DVC runs.
 
 ``python stages.py <stage>`` runs one stage; ``dvc.yaml`` wires them together and
-``params.yaml`` holds every number they use. The contract the graders check:
+``params.yaml`` holds every number they use. Paths are relative to this file's folder.
+The contract the graders check:
 
-* prepare:   data/raw.csv (columns f0..fN and label) -> data/prepared/{train,test}.csv,
-             split with prepare.test_size and prepare.seed (stratified);
-* featurize: -> data/features/{train,test}.csv (polynomial features of degree
-             featurize.poly_degree, standardised with the training set's stats);
-* train:     -> model.joblib, a LogisticRegression with train.C and train.max_iter;
-* evaluate:  -> metrics.json ({"accuracy": ..., "f1": ...} on the test split) and
-             plots/confusion.csv (actual,predicted rows); then logs ONE MLflow run to
-             $MLFLOW_TRACKING_URI (experiment $MLFLOW_EXPERIMENT_NAME, default "ap2_1")
-             with every param (flattened: "train.C"), the metrics, and the tags
-             ``git_commit`` (HEAD) and ``data_hash`` (the md5 DVC records for raw.csv).
-* ``reproduce(run_id)``: re-creates the run from what it recorded — the commit and
-             the data version — in a fresh clone, runs the pipeline there, and
-             returns the metrics it gets (the recorded ones, if all is reproducible).
+* prepare reads data/raw.csv (columns f0..fN and label) and writes data/prepared/train.csv
+  and data/prepared/test.csv, with the same columns [prepare-outputs].
+  The split is ``train_test_split(raw, test_size=prepare.test_size,
+  random_state=prepare.seed, stratify=raw["label"])`` [split].
+* featurize writes data/features/train.csv and data/features/test.csv: one row per row
+  of the split, the feature columns and the label column [features-outputs].
+  The features are ``PolynomialFeatures(degree=featurize.poly_degree,
+  include_bias=False)`` of f0..fN [poly-features].
+  They are then standardised with a StandardScaler fitted on the training split only [scaler-train].
+* train fits ``LogisticRegression(C=train.C, max_iter=train.max_iter)`` on the training
+  features and saves it to model.joblib [train-model].
+* evaluate writes metrics.json, ``{"accuracy": ..., "f1": ...}``, computed on the test
+  split [metrics-test-split].
+  f1 is the macro average of the per-class F1 scores [f1-macro].
+  It also writes plots/confusion.csv: one row per test row, columns actual and
+  predicted [confusion-rows].
+* evaluate then logs ONE MLflow run per pipeline run, to the server and experiment named
+  by $MLFLOW_TRACKING_URI and $MLFLOW_EXPERIMENT_NAME [one-run].
+  The run's params are every key of params.yaml, flattened with dots ("train.C") [logged-params].
+  Its metrics are accuracy and f1, the values in metrics.json [logged-metrics].
+  Its tag ``git_commit`` is the commit checked out (``git rev-parse HEAD``) [tag-commit].
+  Its tag ``data_hash`` is the md5 that DVC records for data/raw.csv in data/raw.csv.dvc [tag-data-hash].
+* ``reproduce(run_id)`` re-creates a logged run from what its tags record; see its docstring.
 
-Same params, same data, same code: same metrics, every time.
+Same params, same data, same code: same metrics, every time [deterministic].
 """
 
 from __future__ import annotations
@@ -94,7 +105,23 @@ def data_hash(folder: Path = HERE) -> str:
 
 
 def reproduce(run_id: str, repo: str | Path = HERE) -> dict[str, float]:
-    """Re-create a logged run: clone its commit, restore its data, run the pipeline; return the metrics."""
+    """Re-create a logged run and return the metrics the pipeline gets there.
+
+    ``repo`` is the project's git repository (default: this folder); the graders pass
+    their own [reproduce-repo].
+    The run's ``git_commit`` and ``data_hash`` tags say what to re-create: work in a new
+    clone of ``repo`` at that commit, so ``repo``'s own files, branch and commits stay as
+    they are [reproduce-clone].
+    Restore the data version the run used there: it is in ``repo``'s DVC cache and in the
+    DVC remote [reproduce-data].
+    Then run the whole pipeline with ``dvc repro`` and return the metrics.json it writes
+    there as a dict, ``{"accuracy": ..., "f1": ...}``, not the values recorded on the run:
+    comparing the two is how a caller checks that the run is reproducible [reproduce-metrics].
+    Raise an exception when no run has this id [reproduce-unknown-run].
+    When the data at that commit is not the version the run's ``data_hash`` names, either
+    restore the named version from the cache or raise an exception; never return metrics
+    computed on other data [reproduce-hash-mismatch].
+    """
     raise NotImplementedError("YOUR CODE HERE")
 
 
