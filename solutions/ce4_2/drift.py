@@ -6,24 +6,28 @@ was trained on, feature by feature, and raise an alert when it has drifted.
 The conventions this exercise asks for (the graders check them against scipy
 and an independent formula):
 
-* numeric feature: two-sample Kolmogorov-Smirnov test, two-sided
-  (the statistic and p-value of ``scipy.stats.ks_2samp``; above 10,000 rows the
-  asymptotic p-value ``scipy.stats.kstwobign.sf(D * sqrt(n*m / (n+m)))`` is as good,
-  and much cheaper);
-* categorical feature: chi-square test of homogeneity on the counts of both
-  samples, categories lined up, categories new in the window included
-  (``scipy.stats.chi2_contingency`` on a 2 x k table);
-* PSI (population stability index), reported for every feature: numeric
-  features use ``psi_bins`` bins cut at the reference's quantiles, outer edges
-  -inf and +inf; categorical features use one bin per category. Empty bins get
-  a share of ``EPSILON`` before the log is taken.
-  PSI = sum((new - ref) * ln(new / ref));
-* KL divergence KL(new || ref) = sum(new * ln(new / ref)) on the same bins;
-* a feature has drifted when its test's p-value is below ``threshold``; the
-  dataset has drifted when the share of drifted features is at least
-  ``drift_share`` (0.5 by default, as in Evidently).
+* Which test a column gets. By default, number columns are numeric features
+  and text or category columns are categorical features [categorical-default].
+  Bool columns are categorical, although pandas counts them as numbers [bool-categorical].
+* Numeric feature: the two-sided two-sample Kolmogorov-Smirnov test, with the
+  statistic and p-value of ``scipy.stats.ks_2samp`` [ks-test].
+  Above 10,000 rows the asymptotic p-value
+  ``scipy.stats.kstwobign.sf(D * sqrt(n*m / (n+m)))`` is accepted too, and much cheaper [ks-large].
+* Categorical feature: the chi-square test of homogeneity, that is
+  ``scipy.stats.chi2_contingency`` on a 2 x k table of counts [chi2-test].
+  The two rows of the table are lined up by category [chi2-aligned].
+  Categories seen only in the new window are columns of the table too [chi2-new-category].
+* PSI (population stability index) is reported for every feature:
+  PSI = sum((new - ref) * ln(new / ref)), where new and ref are the shares of each sample in each bin [psi-formula].
+  Numeric features use ``psi_bins`` bins cut at the quantiles of the reference, not of the new window [psi-reference-bins].
+  The outer edges of those bins are -inf and +inf, so every new value falls in a bin [psi-outer-edges].
+  Categorical features use one bin per category, new categories included [psi-categories].
+  An empty bin gets a share of ``EPSILON`` before the log is taken [psi-epsilon].
+* KL divergence KL(new || ref) = sum(new * ln(new / ref)), on the same bins as PSI [kl-direction].
+* A feature has drifted when its p-value is strictly below ``threshold`` [threshold-strict].
+* The dataset has drifted when the share of drifted features is at least ``drift_share`` [share-boundary].
 
-Missing values (NaN) are left out of every test and counted in the report.
+Missing values (NaN) are left out of every test, in the reference and in the new window [missing-dropped].
 """
 
 from __future__ import annotations
@@ -47,13 +51,13 @@ class FeatureDrift:
     """The drift result of one feature."""
 
     feature: str
-    method: str  # "ks" for numeric features, "chi2" for categorical ones
+    method: str  # "ks" for numeric features, "chi2" for categorical ones [method-name]
     statistic: float  # the KS statistic D, or the chi-square statistic
     p_value: float
     psi: float
     kl_divergence: float  # KL(new || ref)
     drifted: bool  # p_value < threshold
-    n_missing: int = 0  # missing values in the new window, left out of the test
+    n_missing: int = 0  # how many values of this column are missing in the new window [missing-counted]
 
 
 @dataclass(frozen=True)
@@ -62,17 +66,17 @@ class DriftReport:
 
     features: dict[str, FeatureDrift]
     threshold: float
-    share_drifted: float  # drifted features / features compared
+    share_drifted: float  # drifted features / features compared [share-field]
     drifted: bool  # share_drifted >= drift_share
-    n_rows: int = 0
-    ignored_columns: list[str] = field(default_factory=list)  # in the window, not in the reference
+    n_rows: int = 0  # rows of the new window, rows with missing values included [n-rows]
+    ignored_columns: list[str] = field(default_factory=list)  # in the window, not in the reference [ignored-columns]
 
     @property
     def drifted_features(self) -> list[str]:
         return [name for name, result in self.features.items() if result.drifted]
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable form of the report."""
+        """A JSON-serialisable form of the report: plain Python numbers, bools and strings [report-json]."""
         data = asdict(self)
         data["drifted_features"] = self.drifted_features
         return data
@@ -101,6 +105,17 @@ class DriftDetector:
         psi_bins: int = 10,
         webhook: Webhook | None = None,
     ):
+        """Summarise ``reference_data`` once; every later window is compared with that summary [stats-once].
+
+        ``categorical_features`` names the columns to treat as categorical, number columns included;
+        None (the default) picks them by dtype [categorical-features].
+        ``drift_share`` is the share of drifted features from which the dataset has drifted;
+        it defaults to 0.5, as in Evidently [share-default].
+        ``psi_bins`` is the number of PSI bins of a numeric feature; it defaults to 10 [psi-bins].
+        ``webhook`` is where ``alert_if_drift`` sends alerts when it is not given one.
+        Raises TypeError when ``reference_data`` is not a pandas DataFrame [reference-type].
+        Raises ValueError when ``reference_data`` is empty [reference-empty].
+        """
         if not isinstance(reference_data, pd.DataFrame):
             raise TypeError(
                 f"reference_data should be a pandas DataFrame; got {type(reference_data).__name__}"
@@ -120,11 +135,14 @@ class DriftDetector:
     def compute_stats(self, data: pd.DataFrame) -> dict[str, dict[str, Any]]:
         """Compute, once, everything `detect_drift` needs to know about the reference.
 
-        Returns a dict keyed by column name. Each value is a dict with at least
-        ``kind`` ("numeric" or "categorical") and ``n`` (non-missing values);
-        numeric columns also hold ``mean``, ``std`` and what the KS test and
-        PSI need; categorical columns hold the category counts. The key
-        ``"__correlations__"`` holds the numeric columns' correlation matrix.
+        Returns a dict with one entry per column of ``data``, keyed by column name [stats-keys].
+        Each entry is a dict with at least ``kind`` ("numeric" or "categorical")
+        and ``n``, the number of non-missing values [stats-kind].
+        A numeric entry also holds ``mean`` and ``std`` (sample or population standard deviation) [stats-numeric].
+        It may hold anything else the KS test and PSI need.
+        A categorical entry holds ``counts``: the number of rows of each category [stats-counts].
+        The extra key ``"__correlations__"`` holds the Pearson correlation matrix of the numeric
+        columns, as a DataFrame (on its own, or under the key ``"matrix"``) [stats-correlations].
         """
         ### BEGIN SOLUTION
         result: dict[str, dict[str, Any]] = {}
@@ -157,12 +175,15 @@ class DriftDetector:
     def detect_drift(self, new_data: pd.DataFrame, threshold: float = 0.05) -> DriftReport:
         """Compare ``new_data`` with the reference, feature by feature.
 
-        Returns a report whose ``features[name]`` has ``method``, ``statistic``,
-        ``p_value``, ``psi``, ``kl_divergence`` and ``drifted``, and whose
-        ``share_drifted`` and ``drifted`` give the dataset-level verdict.
-        Raises ValueError, naming the columns, when ``new_data`` lacks a
-        reference column or a column has no values at all. Extra columns are
-        ignored and listed in ``ignored_columns``.
+        Returns a report with one entry ``features[name]`` per reference column [report-features].
+        Each entry has ``method``, ``statistic``, ``p_value``, ``psi``, ``kl_divergence``,
+        ``drifted`` and ``n_missing`` [feature-fields].
+        The report's ``drifted`` is the dataset-level verdict, and its ``threshold`` the threshold used [report-verdict].
+        ``threshold`` defaults to 0.05 [threshold-default].
+        Raises ValueError when ``threshold`` is not strictly between 0 and 1 [threshold-range].
+        Raises ValueError, naming the columns, when ``new_data`` lacks a reference column [missing-column].
+        Raises ValueError, naming the column, when a column of ``new_data`` has no values at all [empty-column].
+        Extra columns of ``new_data`` get no entry in ``features`` [extra-ignored].
         """
         ### BEGIN SOLUTION
         if not 0 < threshold < 1:
@@ -198,14 +219,20 @@ class DriftDetector:
     def alert_if_drift(
         self, new_data: pd.DataFrame, webhook: Webhook | None = None, threshold: float = 0.05
     ) -> bool:
-        """Send one alert per drift episode; return True when this call sent one.
+        """Send one alert per drift episode; return True when this call sent one, else False [alert-return].
 
-        An episode starts with the first window whose report says ``drifted``
-        and ends with the next window that does not. The alert is a JSON object
-        POSTed to ``webhook`` (a URL), or passed to it (a callable), with at
-        least ``"drifted_features"``: the names of the drifted features.
-        ``webhook`` defaults to the one given to the constructor. An alert that
-        cannot be delivered raises, and is tried again on the next call.
+        An episode starts with the first window whose report says ``drifted``: that call sends the alert [episode-start].
+        The next drifted windows belong to the same episode and send nothing [episode-once].
+        The episode ends with the next window that has not drifted; a later drifted window starts a new one [episode-end].
+        The alert is a JSON object POSTed to ``webhook`` when it is a URL [alert-post].
+        When ``webhook`` is a callable, it is called with the alert as a dict [alert-callable].
+        The alert has at least ``"drifted_features"``: the names of the drifted features [alert-payload].
+        ``threshold`` is the threshold ``detect_drift`` is called with [alert-threshold].
+        ``webhook`` defaults to the one given to the constructor [webhook-default].
+        Raises ValueError when no webhook was given, neither here nor to the constructor [webhook-missing].
+        Raises an error when the alert cannot be delivered: the receiver answers with an error status,
+        cannot be reached, or the callable raises [alert-failure].
+        An alert that was not delivered has not started an episode, so the next drifted window tries again [alert-retry].
         """
         ### BEGIN SOLUTION
         target = webhook if webhook is not None else self.webhook
