@@ -6,23 +6,11 @@ data's md5 hash) for git to commit. A version of the data is therefore a git
 commit of that ``.dvc`` file, and checking a version out is two steps: git
 restores the ``.dvc`` file, DVC restores the bytes it names.
 
-The contract the graders check, with real ``git`` and ``dvc`` in temporary
-repositories and a local-folder remote:
-
-* ``init_repo(repo, remote)``: a git repository (created if needed) with DVC
-  initialised and ``remote`` (a folder) as the default remote, all committed.
-* ``add_version(repo, data, message)``: version the file ``data`` (a path inside
-  ``repo``) and commit it; returns a ``DataVersion(commit, md5, message)``.
-  Refuses, with one sentence and before changing anything, when git has
-  uncommitted changes other than the data's own files.
-* ``list_versions(repo, data)``: every committed version, newest first.
-* ``checkout_version(repo, data, commit)``: the workspace file becomes
-  byte-identical to that version. An unknown commit is an error naming it.
-* ``push(repo)`` uploads every committed version to the remote;
-  ``pull(repo)`` restores the checked-out version from it (after the cache and
-  the workspace copy are gone).
-* ``data_hash(repo, data)``: the md5 DVC records for the checked-out version,
-  the value to log in MLflow as the data version.
+The graders call these functions with real ``git`` and ``dvc``, in temporary
+repositories, with a local folder as the DVC remote. Each function's docstring
+states what it must do; the ids in square brackets name the checks' subjects.
+Paths of data files (``data``) may be given relative to ``repo`` or as absolute
+paths inside it [data-path].
 """
 
 from __future__ import annotations
@@ -37,11 +25,18 @@ import yaml
 
 
 class VersioningError(RuntimeError):
-    """A git or DVC step failed; the message says which, and why, in a sentence."""
+    """A git or DVC step failed, or was refused; the message says which, and why, in a sentence."""
 
 
 @dataclass(frozen=True)
 class DataVersion:
+    """One committed version of a data file.
+
+    ``commit`` is the full 40-character hash of the git commit that holds the version [version-commit].
+    ``md5`` is the md5 of the data file's bytes in that version, as DVC records it [version-md5].
+    ``message`` is that commit's message, exactly as given to ``add_version`` (no trailing newline) [version-message].
+    """
+
     commit: str
     md5: str
     message: str
@@ -70,37 +65,83 @@ def dvc(repo: Path, *args: str) -> str:
 
 
 def init_repo(repo: str | Path, remote: str | Path) -> None:
-    """Make ``repo`` a git + DVC repository whose default remote is the folder ``remote``."""
+    """Make ``repo`` a git + DVC repository whose default remote is the folder ``remote``.
+
+    The folder ``repo`` is created if it does not exist, then made a git repository [init-git].
+    DVC is initialised in it (``dvc init``) [init-dvc].
+    The folder ``remote`` becomes DVC's default remote, in ``.dvc/config`` [init-remote].
+    The remote is stored as an absolute path, and a relative ``remote`` is resolved against
+    the folder ``repo`` (not the current folder) [remote-absolute].
+    What DVC created is committed, so ``git status`` shows nothing afterwards [init-committed].
+    Running it again on a repository it already set up succeeds, and leaves the user's other
+    files as they are: untracked and modified files stay uncommitted [init-rerun].
+    """
     raise NotImplementedError("YOUR CODE HERE")
 
 
 def add_version(repo: str | Path, data: str | Path, message: str) -> DataVersion:
-    """Version the current content of ``data`` and commit it; return the new version."""
+    """Version the current content of ``data`` and commit it; return the new version.
+
+    ``dvc add`` stores the bytes, and one new git commit with the commit message ``message``
+    holds the ``.dvc`` file and the ``.gitignore`` DVC writes next to it [add-commit].
+    The commit holds no other file, and git ignores the data file itself [add-only-own].
+    A data file in a folder that git does not track yet works like any other [add-subfolder].
+    When the content is the same as the latest version, no commit is made and the latest
+    version is returned [add-unchanged].
+    Before changing anything, it refuses with an error when a tracked file other than the
+    data's own files has uncommitted changes [dirty-refused].
+    Staged changes count as uncommitted too [staged-refused].
+    The error is one sentence that names a file with changes by its path in the repository,
+    e.g. ``src/train.py`` [dirty-message].
+    Untracked files of the user may be refused the same way, or left out of the commit [untracked-files].
+    """
     raise NotImplementedError("YOUR CODE HERE")
 
 
 def list_versions(repo: str | Path, data: str | Path) -> list[DataVersion]:
-    """Every committed version of ``data``, newest first."""
+    """Every committed version of ``data``, newest first [list-order].
+
+    A version is a commit that changed ``data``'s ``.dvc`` file, on the current branch;
+    commits of code or of other data files are not versions of ``data`` [list-versions].
+    Each version's ``md5`` is the one recorded at that commit, not the checked-out one [list-md5].
+    A file that was never versioned has no versions: the list is empty [list-empty].
+    """
     raise NotImplementedError("YOUR CODE HERE")
 
 
 def checkout_version(repo: str | Path, data: str | Path, commit: str) -> None:
-    """Make the workspace copy of ``data`` byte-identical to its version at ``commit``."""
+    """Make the workspace copy of ``data`` byte-identical to its version at ``commit``.
+
+    Afterwards the file ``data`` holds exactly the bytes of that version [checkout-bytes].
+    The current branch does not move, so the next ``add_version`` commits on top of the
+    latest version and every version stays listed [checkout-then-add].
+    A commit that does not exist is an error whose message names it, and the workspace
+    stays as it was [checkout-unknown].
+    """
     raise NotImplementedError("YOUR CODE HERE")
 
 
 def push(repo: str | Path) -> None:
-    """Upload every committed version of the data to the default remote."""
+    """Upload every committed version of the data, not only the checked-out one, to the default remote [push-all]."""
     raise NotImplementedError("YOUR CODE HERE")
 
 
 def pull(repo: str | Path) -> None:
-    """Download the checked-out versions from the remote into the cache and the workspace."""
+    """Download the checked-out versions from the remote into the cache and the workspace.
+
+    It works in a fresh ``git clone`` whose DVC cache is empty, reading the remote alone,
+    and restores the version whose ``.dvc`` file is checked out [pull-restores].
+    When the remote lacks that version's data it raises an error [pull-missing].
+    """
     raise NotImplementedError("YOUR CODE HERE")
 
 
 def data_hash(repo: str | Path, data: str | Path) -> str:
-    """The md5 DVC records for the checked-out version of ``data`` (log it to MLflow)."""
+    """The md5 DVC records for the checked-out version of ``data`` (log it to MLflow).
+
+    It equals the md5 of the checked-out file's bytes (``hashlib.md5``) [hash-md5].
+    After ``checkout_version`` of an older version it is that version's md5 [hash-checked-out].
+    """
     raise NotImplementedError("YOUR CODE HERE")
 
 

@@ -6,23 +6,11 @@ data's md5 hash) for git to commit. A version of the data is therefore a git
 commit of that ``.dvc`` file, and checking a version out is two steps: git
 restores the ``.dvc`` file, DVC restores the bytes it names.
 
-The contract the graders check, with real ``git`` and ``dvc`` in temporary
-repositories and a local-folder remote:
-
-* ``init_repo(repo, remote)``: a git repository (created if needed) with DVC
-  initialised and ``remote`` (a folder) as the default remote, all committed.
-* ``add_version(repo, data, message)``: version the file ``data`` (a path inside
-  ``repo``) and commit it; returns a ``DataVersion(commit, md5, message)``.
-  Refuses, with one sentence and before changing anything, when git has
-  uncommitted changes other than the data's own files.
-* ``list_versions(repo, data)``: every committed version, newest first.
-* ``checkout_version(repo, data, commit)``: the workspace file becomes
-  byte-identical to that version. An unknown commit is an error naming it.
-* ``push(repo)`` uploads every committed version to the remote;
-  ``pull(repo)`` restores the checked-out version from it (after the cache and
-  the workspace copy are gone).
-* ``data_hash(repo, data)``: the md5 DVC records for the checked-out version,
-  the value to log in MLflow as the data version.
+The graders call these functions with real ``git`` and ``dvc``, in temporary
+repositories, with a local folder as the DVC remote. Each function's docstring
+states what it must do; the ids in square brackets name the checks' subjects.
+Paths of data files (``data``) may be given relative to ``repo`` or as absolute
+paths inside it [data-path].
 """
 
 from __future__ import annotations
@@ -37,11 +25,18 @@ import yaml
 
 
 class VersioningError(RuntimeError):
-    """A git or DVC step failed; the message says which, and why, in a sentence."""
+    """A git or DVC step failed, or was refused; the message says which, and why, in a sentence."""
 
 
 @dataclass(frozen=True)
 class DataVersion:
+    """One committed version of a data file.
+
+    ``commit`` is the full 40-character hash of the git commit that holds the version [version-commit].
+    ``md5`` is the md5 of the data file's bytes in that version, as DVC records it [version-md5].
+    ``message`` is that commit's message, exactly as given to ``add_version`` (no trailing newline) [version-message].
+    """
+
     commit: str
     md5: str
     message: str
@@ -70,92 +65,144 @@ def dvc(repo: Path, *args: str) -> str:
 
 
 def init_repo(repo: str | Path, remote: str | Path) -> None:
-    """Make ``repo`` a git + DVC repository whose default remote is the folder ``remote``."""
+    """Make ``repo`` a git + DVC repository whose default remote is the folder ``remote``.
+
+    The folder ``repo`` is created if it does not exist, then made a git repository [init-git].
+    DVC is initialised in it (``dvc init``) [init-dvc].
+    The folder ``remote`` becomes DVC's default remote, in ``.dvc/config`` [init-remote].
+    The remote is stored as an absolute path, and a relative ``remote`` is resolved against
+    the folder ``repo`` (not the current folder) [remote-absolute].
+    What DVC created is committed, so ``git status`` shows nothing afterwards [init-committed].
+    Running it again on a repository it already set up succeeds, and leaves the user's other
+    files as they are: untracked and modified files stay uncommitted [init-rerun].
+    """
     ### BEGIN SOLUTION
-    repo, remote = Path(repo), Path(remote).resolve()
+    repo = Path(repo)
+    # Relative to the repository: DVC reads old commits' config relative to the git tree's
+    # root, so only an absolute path names the same folder in every commit.
+    remote = (repo / remote).resolve()
     repo.mkdir(parents=True, exist_ok=True)
-    remote.mkdir(parents=True, exist_ok=True)
     if not (repo / ".git").exists():
         git(repo, "init", "-q")
     if not (repo / ".dvc").exists():
         dvc(repo, "init", "-q")
     dvc(repo, "remote", "add", "--default", "--force", "storage", str(remote))
     git(repo, "add", ".dvc", ".dvcignore")
-    if git(repo, "status", "--porcelain"):
-        git(repo, "commit", "-q", "-m", "Initialise DVC with a default remote")
+    # Commit DVC's own files only: the user's other changes are theirs to commit.
+    if git(repo, "status", "--porcelain", "--", ".dvc", ".dvcignore"):
+        git(repo, "commit", "-q", "-m", "Initialise DVC with a default remote", "--", ".dvc", ".dvcignore")
     ### END SOLUTION
 
 
 def add_version(repo: str | Path, data: str | Path, message: str) -> DataVersion:
-    """Version the current content of ``data`` and commit it; return the new version."""
+    """Version the current content of ``data`` and commit it; return the new version.
+
+    ``dvc add`` stores the bytes, and one new git commit with the commit message ``message``
+    holds the ``.dvc`` file and the ``.gitignore`` DVC writes next to it [add-commit].
+    The commit holds no other file, and git ignores the data file itself [add-only-own].
+    A data file in a folder that git does not track yet works like any other [add-subfolder].
+    When the content is the same as the latest version, no commit is made and the latest
+    version is returned [add-unchanged].
+    Before changing anything, it refuses with an error when a tracked file other than the
+    data's own files has uncommitted changes [dirty-refused].
+    Staged changes count as uncommitted too [staged-refused].
+    The error is one sentence that names a file with changes by its path in the repository,
+    e.g. ``src/train.py`` [dirty-message].
+    Untracked files of the user may be refused the same way, or left out of the commit [untracked-files].
+    """
     ### BEGIN SOLUTION
     repo = Path(repo)
     relative = _relative(repo, data)
-    own = {relative, f"{relative}.dvc", str(Path(relative).parent / ".gitignore").removeprefix("./")}
-    others = [line[3:] for line in git(repo, "status", "--porcelain").splitlines() if line[3:] not in own]
+    gitignore = (Path(relative).parent / ".gitignore").as_posix()
+    own = {relative, f"{relative}.dvc", gitignore}
+    # -uall lists untracked files one by one: a new data folder shows as its files, not `data/`;
+    # -z gives paths unquoted ("XY path" entries).
+    status = git(repo, "status", "--porcelain", "-z", "--untracked-files=all")
+    others = [entry[3:] for entry in status.split("\0") if entry and entry[3:] not in own]
     if others:
         raise VersioningError(
-            f"git has uncommitted changes in {repo} ({', '.join(others[:3])}): commit or stash them "
+            f"git has uncommitted changes in {repo} ({', '.join(others)}): commit or stash them "
             "first, so that this data version points at a clean commit"
         )
     dvc(repo, "add", "-q", relative)
-    gitignore = Path(relative).parent / ".gitignore"
-    git(repo, "add", f"{relative}.dvc", str(gitignore))
-    if git(repo, "status", "--porcelain", "--", f"{relative}.dvc"):
-        git(repo, "commit", "-q", "-m", message)
+    git(repo, "add", f"{relative}.dvc", gitignore)
+    if not git(repo, "status", "--porcelain", "--", f"{relative}.dvc", gitignore):
+        return list_versions(repo, relative)[0]
+    git(repo, "commit", "-q", "-m", message, "--", f"{relative}.dvc", gitignore)
     return DataVersion(git(repo, "rev-parse", "HEAD").strip(), data_hash(repo, relative), message)
     ### END SOLUTION
 
 
 def list_versions(repo: str | Path, data: str | Path) -> list[DataVersion]:
-    """Every committed version of ``data``, newest first."""
+    """Every committed version of ``data``, newest first [list-order].
+
+    A version is a commit that changed ``data``'s ``.dvc`` file, on the current branch;
+    commits of code or of other data files are not versions of ``data`` [list-versions].
+    Each version's ``md5`` is the one recorded at that commit, not the checked-out one [list-md5].
+    A file that was never versioned has no versions: the list is empty [list-empty].
+    """
     ### BEGIN SOLUTION
     repo = Path(repo)
     relative = _relative(repo, data)
     log = git(repo, "log", "--format=%H%x00%s", "--", f"{relative}.dvc")
     versions = []
     for line in log.splitlines():
-        commit, subject = line.split("\0", 1)
-        record = yaml.safe_load(git(repo, "show", f"{commit}:{relative}.dvc"))
-        versions.append(DataVersion(commit, record["outs"][0]["md5"], subject))
+        commit, _, subject = line.partition("\0")
+        (out,) = yaml.safe_load(git(repo, "show", f"{commit}:{relative}.dvc"))["outs"]
+        versions.append(DataVersion(commit, out["md5"], subject))
     return versions
     ### END SOLUTION
 
 
 def checkout_version(repo: str | Path, data: str | Path, commit: str) -> None:
-    """Make the workspace copy of ``data`` byte-identical to its version at ``commit``."""
+    """Make the workspace copy of ``data`` byte-identical to its version at ``commit``.
+
+    Afterwards the file ``data`` holds exactly the bytes of that version [checkout-bytes].
+    The current branch does not move, so the next ``add_version`` commits on top of the
+    latest version and every version stays listed [checkout-then-add].
+    A commit that does not exist is an error whose message names it, and the workspace
+    stays as it was [checkout-unknown].
+    """
     ### BEGIN SOLUTION
     repo = Path(repo)
     relative = _relative(repo, data)
-    try:
-        git(repo, "rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}")
-    except VersioningError:
-        raise VersioningError(f"no commit {commit!r} in {repo}: pick one from list_versions()") from None
+    known = ["git", "rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}"]
+    if subprocess.run(known, cwd=repo, capture_output=True).returncode != 0:
+        raise VersioningError(f"no commit {commit!r} in {repo}: pick one from list_versions()")
     git(repo, "checkout", commit, "--", f"{relative}.dvc")
     dvc(repo, "checkout", "--force", f"{relative}.dvc")
     ### END SOLUTION
 
 
 def push(repo: str | Path) -> None:
-    """Upload every committed version of the data to the default remote."""
+    """Upload every committed version of the data, not only the checked-out one, to the default remote [push-all]."""
     ### BEGIN SOLUTION
     dvc(Path(repo), "push", "--all-commits", "-q")
     ### END SOLUTION
 
 
 def pull(repo: str | Path) -> None:
-    """Download the checked-out versions from the remote into the cache and the workspace."""
+    """Download the checked-out versions from the remote into the cache and the workspace.
+
+    It works in a fresh ``git clone`` whose DVC cache is empty, reading the remote alone,
+    and restores the version whose ``.dvc`` file is checked out [pull-restores].
+    When the remote lacks that version's data it raises an error [pull-missing].
+    """
     ### BEGIN SOLUTION
     dvc(Path(repo), "pull", "--force", "-q")
     ### END SOLUTION
 
 
 def data_hash(repo: str | Path, data: str | Path) -> str:
-    """The md5 DVC records for the checked-out version of ``data`` (log it to MLflow)."""
+    """The md5 DVC records for the checked-out version of ``data`` (log it to MLflow).
+
+    It equals the md5 of the checked-out file's bytes (``hashlib.md5``) [hash-md5].
+    After ``checkout_version`` of an older version it is that version's md5 [hash-checked-out].
+    """
     ### BEGIN SOLUTION
     repo = Path(repo)
-    record = yaml.safe_load((repo / f"{_relative(repo, data)}.dvc").read_text())
-    return record["outs"][0]["md5"]
+    (out,) = yaml.safe_load((repo / f"{_relative(repo, data)}.dvc").read_text())["outs"]
+    return out["md5"]
     ### END SOLUTION
 
 
