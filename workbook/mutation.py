@@ -19,7 +19,9 @@ check) or equivalent to the solution (no input can tell them apart): list it in
 
 Score = killed / (mutants - equivalent). Results go to
 ``benchmarks/results/mutation_<id>.json``; a run is resumable (the session
-database lives in ``.workbook/mutation/<id>/``).
+database lives in ``.workbook/mutation/<id>/``): kills are kept, survivors are
+graded again (the graders may have been sharpened since), and a changed
+solution starts a new session.
 """
 
 from __future__ import annotations
@@ -288,6 +290,11 @@ def _run(exercise_id, work, copies, learner_files, texts, stamp, stamp_file, ses
         pending = []
         for item, result in items:
             previous = done.get(item.job_id)
+            # A survivor is graded again on every resume: the graders may have been
+            # sharpened since (that is what survivors are for); kills are kept.
+            if previous is not None and previous.test_outcome is not None \
+                    and previous.test_outcome.value == "survived":
+                previous = None
             if previous is not None:
                 record(result, previous)
             else:
