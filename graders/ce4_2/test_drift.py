@@ -279,6 +279,87 @@ def test_new_category_is_counted_and_detected(drift):
     assert drifted(report, "colour"), "a new category taking 25% of the window should be drift"
 
 
+@pytest.mark.points(1)
+@pytest.mark.covers("ks-test", "ks-large")
+def test_ks_p_value_is_exact_up_to_10000_rows(drift):
+    """At exactly 10,000 reference rows the p-value is ks_2samp's exact one (asymptotic only above)."""
+    ref = pd.DataFrame({"x": spread(10_000, seed=1)})
+    new = pd.DataFrame({"x": spread(300, loc=0.12, seed=2)})
+    report = drift.DriftDetector(ref).detect_drift(new)
+    exact = stats.ks_2samp(ref["x"], new["x"], method="exact")
+    asymptotic = stats.kstwobign.sf(exact.statistic * math.sqrt(10_000 * 300 / 10_300))
+    assert abs(asymptotic - exact.pvalue) > 1e-3  # the case tells the two apart
+    assert_close(value(report, "x", "p_value"), exact.pvalue, rel=1e-4, abs_=1e-12,
+                 what="KS p-value with 10,000 reference rows (not above 10,000: the exact one)")
+
+
+@pytest.mark.points(1)
+@pytest.mark.covers("ks-test", "ks-large")
+def test_ks_statistic_when_the_window_minimum_is_tied(drift):
+    """Large samples: the KS statistic counts every tied value, the window's smallest one too."""
+    ref = pd.DataFrame({"x": spread(30_000, seed=3)})
+    # 40% of the window sits exactly at its minimum, 0.5: the largest gap is just below it.
+    window = np.concatenate([np.full(4_800, 0.5), 0.5 + np.abs(spread(7_200, seed=4)) + 1e-3])
+    new = pd.DataFrame({"x": window})
+    report = drift.DriftDetector(ref).detect_drift(new)
+    expected = stats.ks_2samp(ref["x"], new["x"])
+    assert_close(value(report, "x", "statistic"), expected.statistic,
+                 what="KS statistic of a 12,000-row window whose minimum holds 40% of its rows")
+
+
+@pytest.mark.points(1)
+@pytest.mark.covers("chi2-new-category")
+def test_a_category_seen_once_is_a_column(drift):
+    """A new category with a single row in the window is a column of the table too."""
+    ref = pd.DataFrame({"colour": with_counts(REF_COLOURS)})
+    new = pd.DataFrame({"colour": with_counts({"a": 160, "b": 120, "c": 80, "d": 39, "e": 1}, seed=7)})
+    report = drift.DriftDetector(ref).detect_drift(new)
+    assert_chi2(report, "colour", ref["colour"], new["colour"], "with one row of the new category 'e'")
+
+
+@pytest.mark.points(1)
+@pytest.mark.covers("chi2-unseen-category", "chi2-test")
+def test_unused_categories_are_not_columns(drift):
+    """Categories a pandas `category` column declares but no row has are left out of the table."""
+    kinds = ["a", "b", "c", "d", "unused"]
+    ref = pd.DataFrame({"colour": pd.Categorical(with_counts(REF_COLOURS), categories=kinds)})
+    new = pd.DataFrame({"colour": pd.Categorical(with_counts(CALM_COLOURS, seed=8), categories=kinds)})
+    detector = drift.DriftDetector(ref)
+    report = detector.detect_drift(new)
+    assert_chi2(report, "colour", ref["colour"].astype(object), new["colour"].astype(object),
+                "category columns with an unused category 'unused'")
+    assert not drifted(report, "colour"), "a window with the reference's exact shares should not drift"
+
+
+@pytest.mark.points(1)
+@pytest.mark.covers("chi2-one-category")
+def test_one_category_in_both_samples_cannot_drift(drift):
+    """A column holding one category in both samples: statistic 0, p-value 1, not drifted."""
+    ref = pd.DataFrame({"country": np.full(500, "NL", dtype=object), "x": spread(500, seed=9)})
+    new = pd.DataFrame({"country": np.full(80, "NL", dtype=object), "x": spread(80, seed=10)})
+    report = drift.DriftDetector(ref).detect_drift(new, threshold=0.99)
+    assert_close(value(report, "country", "statistic"), 0.0,
+                 what="chi-square statistic of a column with one category in both samples")
+    assert_close(value(report, "country", "p_value"), 1.0,
+                 what="p-value of a column with one category in both samples")
+    assert not drifted(report, "country"), "one category in both samples can never be drift"
+
+
+@pytest.mark.points(1)
+@pytest.mark.covers("numeric-mismatch")
+@pytest.mark.parametrize("values", [["n/a", "7", "x"], [{"v": 1}, {"v": 2}, {"v": 3}]],
+                         ids=["text", "objects"])
+def test_numeric_column_that_arrives_as_other_values_is_refused(drift, values):
+    """A numeric reference column holding text or objects in the window is a ValueError naming it."""
+    detector = drift.DriftDetector(pd.DataFrame({"amount": spread(200), "y": spread(200, seed=1)}))
+    window = pd.DataFrame({"amount": pd.Series(values * 20, dtype=object), "y": spread(60, seed=2)})
+    with learner_error(ValueError, what="detect_drift on a window whose numeric 'amount' holds text") as caught:
+        detector.detect_drift(window)
+    assert "amount" in str(caught.value), (
+        f"the error for a numeric column holding other values should name it ('amount'); got {caught.value!r}"
+    )
+
+
 @pytest.mark.points(3)
 @pytest.mark.covers("psi-reference-bins", "psi-formula", "psi-bins")
 def test_psi_uses_reference_quantile_bins(drift):

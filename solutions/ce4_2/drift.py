@@ -17,6 +17,10 @@ and an independent formula):
   ``scipy.stats.chi2_contingency`` on a 2 x k table of counts [chi2-test].
   The two rows of the table are lined up by category [chi2-aligned].
   Categories seen only in the new window are columns of the table too [chi2-new-category].
+  A category that no row of either sample has (an unused category of a pandas
+  ``category`` column) is not a column of the table [chi2-unseen-category].
+  A feature with one single category in both samples cannot differ: its statistic
+  is 0 and its p-value 1, as ``chi2_contingency`` gives for a 2 x 1 table [chi2-one-category].
 * PSI (population stability index) is reported for every feature:
   PSI = sum((new - ref) * ln(new / ref)), where new and ref are the shares of each sample in each bin [psi-formula].
   Numeric features use ``psi_bins`` bins cut at the quantiles of the reference, not of the new window [psi-reference-bins].
@@ -183,6 +187,8 @@ class DriftDetector:
         Raises ValueError when ``threshold`` is not strictly between 0 and 1 [threshold-range].
         Raises ValueError, naming the columns, when ``new_data`` lacks a reference column [missing-column].
         Raises ValueError, naming the column, when a column of ``new_data`` has no values at all [empty-column].
+        Raises ValueError, naming the column, when a column that is numeric in the reference
+        holds values that are not numbers in ``new_data`` (text, objects) [numeric-mismatch].
         Extra columns of ``new_data`` get no entry in ``features`` [extra-ignored].
         """
         ### BEGIN SOLUTION
