@@ -494,6 +494,11 @@ def test_prepare_writes_the_documented_split(pipeline, expected):
         got = read_csv(pipeline.clone / "data" / "prepared" / f"{name}.csv", "the prepare stage")
         missing = [c for c in columns if c not in got.columns]
         assert not missing, f"data/prepared/{name}.csv should keep the columns of raw.csv; it lacks {missing}"
+        extra = [c for c in got.columns if c not in columns]
+        assert not extra, (
+            f"data/prepared/{name}.csv should have the same columns as raw.csv; it also has {extra} "
+            "(a DataFrame index written by to_csv without index=False?)"
+        )
         got_rows, want_rows = rows(got, columns), rows(want, columns)
         assert got_rows == want_rows, (
             f"data/prepared/{name}.csv should hold the {len(want_rows)} rows of train_test_split(raw, "
