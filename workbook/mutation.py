@@ -297,6 +297,10 @@ def _run(exercise_id, work, copies, learner_files, texts, stamp, stamp_file, ses
                 previous = None
             if previous is not None:
                 record(result, previous)
+            elif result.outcome == "equivalent":  # explained already: nothing to learn by grading it
+                finished += 1
+                if progress:
+                    progress(finished, total, result)
             else:
                 pending.append((item, result))
 
