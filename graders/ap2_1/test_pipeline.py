@@ -562,6 +562,11 @@ def test_confusion_plot_has_one_row_per_test_row(pipeline, expected):
     assert {"actual", "predicted"} <= set(got.columns), (
         f"plots/confusion.csv should have the columns actual and predicted; got {list(got.columns)}"
     )
+    index = [c for c in got.columns if str(c).startswith("Unnamed")]
+    assert not index, (
+        f"plots/confusion.csv should have the columns actual and predicted; it also has {index} "
+        "(a DataFrame index written by to_csv without index=False?)"
+    )
     assert len(got) == len(expected.test), (
         f"plots/confusion.csv should have one row per test row ({len(expected.test)}); got {len(got)}"
     )
