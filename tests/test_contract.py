@@ -177,3 +177,15 @@ def test_mutation_run_kills_what_the_graders_see_and_reports_survivors(course):
     assert again.score == 1.0
     written = json.loads(mutation.write_report(again, paths.root() / "m.json").read_text())
     assert written["summary"]["score"] == 1.0 and written["summary"]["mutants"] == len(again.mutants)
+
+
+def test_a_second_mutation_run_of_one_exercise_is_refused(course):
+    """Two runs would mutate and re-copy each other's targets: the second one says so and stops."""
+    import fcntl
+
+    lock_path = paths.state_dir() / "mutation" / "demo.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(mutation.MutationError, match="another mutation run of demo is going on"):
+            mutation.run("demo", services="local")

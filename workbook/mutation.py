@@ -26,6 +26,7 @@ solution starts a new session.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import queue
 import re
@@ -177,6 +178,26 @@ def run(
     if not source.is_dir():
         raise MutationError(f"solutions/{exercise_id} does not exist")
     work = paths.state_dir() / "mutation" / exercise_id
+    work.parent.mkdir(parents=True, exist_ok=True)
+    # Two runs on one exercise would mutate and re-copy each other's targets.
+    lock = open(work.parent / f"{exercise_id}.lock", "w")  # noqa: SIM115 - held until the run ends
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise MutationError(
+            f"another mutation run of {exercise_id} is going on (.workbook/mutation/{exercise_id}.lock); "
+            "wait for it, or stop it first"
+        ) from None
+    try:
+        return _locked_run(exercise_id, work, jobs=jobs, services=services, limit=limit,
+                           fresh=fresh, progress=progress)
+    finally:
+        lock.close()
+
+
+def _locked_run(exercise_id, work, *, jobs, services, limit, fresh, progress) -> Report:
+    source = paths.solutions_dir() / exercise_id
     if fresh and work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
