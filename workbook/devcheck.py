@@ -53,18 +53,15 @@ def shared_service_problems(exercise: Exercise) -> list[str]:
     if not any(s in services.SHAREABLE for s in exercise.services):
         return []
     with services.warm(exercise.services, settings.backend()):
-        for attempt in ("first", "second"):
+        for again in (False, True):
             run = runner.grade([exercise.id], "solutions")
             failed = [t for t in run.tests if t["outcome"] != "passed"]
             if failed:
+                why = (" on a server a first grading run already used: give each check its own "
+                       "experiment / database names instead of assuming a fresh server") if again else ""
                 return [
-                    f"{exercise.id}: on a server already used by a {attempt} grading run, check "
-                    f"{t['check']} fails on solutions/ ({t['outcome']}): {t['output']}. Give each "
-                    "check its own experiment / database names instead of assuming a fresh server."
-                    for t in failed
-                ] if attempt == "second" else [
-                    f"{exercise.id}: check {t['check']} fails on solutions/: {t['output']}"
-                    for t in failed
+                    f"{exercise.id}: check {t['check']} fails on solutions/ ({t['outcome']}){why}: "
+                    f"{t['output']}" for t in failed
                 ]
     return []
 

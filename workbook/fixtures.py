@@ -73,9 +73,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     wanted = {PRESTART[name] for item in session.items
               for name in getattr(item, "fixturenames", ()) if name in PRESTART}
-    if not wanted:
-        return
-    wanted = {s for s in wanted if services.attached(s) is None}
+    wanted = {s for s in wanted if services.attached(s) is None}  # not handed over by a parent
     if not wanted:
         return
     backend = backend_option(session.config)

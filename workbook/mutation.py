@@ -189,9 +189,14 @@ def run(
             f"another mutation run of {exercise_id} is going on (.workbook/mutation/{exercise_id}.lock); "
             "wait for it, or stop it first"
         ) from None
+    from workbook import catalog
+    from workbook import services as service_layer
+
     try:
-        return _locked_run(exercise_id, work, jobs=jobs, services=services, limit=limit,
-                           fresh=fresh, progress=progress)
+        # Shareable services (an MLflow server, PostgreSQL, Redis) start once for every run.
+        with service_layer.warm(catalog.get(exercise_id).services, services):
+            return _locked_run(exercise_id, work, jobs=jobs, services=services, limit=limit,
+                               fresh=fresh, progress=progress)
     finally:
         lock.close()
 
@@ -221,17 +226,6 @@ def _locked_run(exercise_id, work, *, jobs, services, limit, fresh, progress) ->
         copies.append(copy)
 
     started = time.monotonic()
-    # Shareable services (an MLflow server, PostgreSQL, Redis) start once for every run.
-    from workbook import catalog
-    from workbook import services as service_layer
-
-    with service_layer.warm(catalog.get(exercise_id).services, services):
-        return _run(exercise_id, work, copies, learner_files, texts, stamp, stamp_file, session,
-                    services, limit, progress, started)
-
-
-def _run(exercise_id, work, copies, learner_files, texts, stamp, stamp_file, session, services,
-         limit, progress, started) -> Report:
     import attrs
     from cosmic_ray.commands import init as cr_init
     from cosmic_ray.mutating import mutate_and_test
