@@ -49,28 +49,123 @@ def test_wrong_answer_message_is_the_graders_sentence(pytester, course, tmp_path
     result.stdout.fnmatch_lines(["demo*1/3*checks*1/4*points*in progress"])
 
 
-def test_infinite_loop_fails_one_check_only(pytester, course, tmp_path):
-    """A loop that never ends hits the check's time limit, even inside `except Exception`; the rest still run."""
+LOOPING = """
+    import time
+
+    def double(x):
+        return 2 * x
+
+    def spin():
+        while True:
+            try:
+                time.sleep(0.05)
+            except Exception:
+                pass
+"""
+
+
+def test_infinite_loop_says_where_and_stops_the_learners_loop(pytester, course, tmp_path):
+    """A loop that never ends hits the check's time limit even inside `except Exception`; the
+    message names the learner's file, line and function, and the checks after it are not run
+    (0 points, one line saying why) instead of each waiting for its own time limit."""
+    target = submission(tmp_path, LOOPING)
+    started = time.monotonic()
+    result = grade(pytester, course, f"--target={target}", "--workbook-report=report.json")
+    assert time.monotonic() - started < 20
+    result.stdout.fnmatch_lines([
+        "*[[]timeout[]] mod.py line 9, in `spin`: still running after 1 s, the check's time limit"
+        " — an infinite loop?",
+        "demo*1/3*checks*2/4*points*in progress",
+        "demo: 1 checks not run — fix the time-out of `test_spin` first.",
+    ])
+    report = json.loads((pytester.path / "report.json").read_text())
+    last = report["tests"][-1]
+    assert (last["check"], last["outcome"], last["score"]) == ("test_double_negative", "not run", 0)
+
+
+def test_keep_going_grades_every_check_after_a_timeout(pytester, course, tmp_path):
+    """Instructor and CI grading (--keep-going) still grade the checks after a time-out."""
+    target = submission(tmp_path, LOOPING)
+    result = grade(pytester, course, f"--target={target}", "--keep-going")
+    result.stdout.fnmatch_lines(["demo*2/3*checks*3/4*points*in progress"])
+    assert "not run" not in result.stdout.str()
+
+
+def test_exercise_budget_bounds_the_whole_exercise(pytester, course, tmp_path):
+    """Under --keep-going, once an exercise's time budget is spent its other checks are not run."""
     target = submission(tmp_path, """
+        def double(x):
+            while True:
+                pass
+
+        def spin():
+            return 1
+    """)
+    started = time.monotonic()
+    result = grade(pytester, course, f"--target={target}", "--keep-going", "--exercise-budget=1.5")
+    assert time.monotonic() - started < 20
+    result.stdout.fnmatch_lines([
+        "*[[]timeout[]] mod.py line 2, in `double`: still running when demo's time budget of 1.5 s"
+        " ran out*",
+        "demo*0/3*checks*0/4*points*",
+        "demo: 2 checks not run — demo's time budget of 1.5 s was spent.",
+    ])
+
+
+def test_stray_thread_does_not_keep_the_run_alive(pytester, course, tmp_path):
+    """A non-daemon thread started by learner code: the run still ends, with its score and a
+    sentence naming the thread."""
+    target = submission(tmp_path, """
+        import threading
         import time
+
+        def _forever():
+            while True:
+                time.sleep(0.1)
+
+        threading.Thread(target=_forever, name="background-worker").start()
 
         def double(x):
             return 2 * x
 
         def spin():
-            while True:
-                try:
-                    time.sleep(0.05)
-                except Exception:
-                    pass
+            return 1
     """)
-    started = time.monotonic()
-    result = grade(pytester, course, f"--target={target}")
-    assert time.monotonic() - started < 20
-    result.stdout.fnmatch_lines([
-        "*[[]timeout[]] time limit: the check did not finish within 1 s*",
-        "demo*2/3*checks*3/4*points*in progress",
+    result = pytester.runpytest_subprocess(
+        str(course / "graders" / "demo"), "--rootdir", str(course), f"--target={target}", timeout=60
+    )
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["demo*3/3*checks*4/4*points*done"])
+    result.stderr.fnmatch_lines([
+        "workbook: the run ends without waiting for 3 threads still running "
+        "(`background-worker` from mod.py line 4 ×3)*"
     ])
+
+
+def test_processes_started_by_learner_code_are_stopped(pytester, course, tmp_path):
+    """Processes learner code starts — a child, and a daemon whose parent exited — are gone
+    when the run ends."""
+    pids = tmp_path / "pids"
+    target = submission(tmp_path, f"""
+        import subprocess
+
+        def double(x):
+            subprocess.Popen(["sleep", "600"], start_new_session=True)
+            subprocess.run(["sh", "-c", "sleep 600 >/dev/null 2>&1 & echo $! >> {pids}"], check=True)
+            return 2 * x
+
+        def spin():
+            return 1
+    """)
+    result = pytester.runpytest_subprocess(
+        str(course / "graders" / "demo"), "--rootdir", str(course), f"--target={target}", timeout=60
+    )
+    assert result.ret == 0
+    result.stderr.fnmatch_lines(["workbook: stopped 4 processes started during grading*"])
+    daemons = [int(line) for line in pids.read_text().split()]
+    assert len(daemons) == 2
+    for pid in daemons:
+        assert not Path(f"/proc/{pid}").exists(), f"process {pid} outlived the grading run"
 
 
 def test_crash_in_learner_code_names_the_place(pytester, course, tmp_path):

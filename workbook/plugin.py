@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import threading
+import time
 import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,6 +21,10 @@ import pytest
 
 from workbook import paths
 from workbook.loader import ExerciseImportError, load_exercise
+from workbook.strays import Strays
+
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_BUDGET = 600.0  # one exercise, under --keep-going (the sealed grader's default)
 
 HELP_TARGET = (
     "folder to grade: 'exercises' (default, or $WORKBOOK_TARGET), 'solutions', "
@@ -28,18 +33,33 @@ HELP_TARGET = (
 HELP_REPORT = "write the score as JSON (Gradescope results.json shape) to FILE."
 HELP_TIMEOUT = "time limit of one graded check in seconds, unless it sets @pytest.mark.timeout (default 60)."
 HELP_TRACEBACK = "show full tracebacks for failing checks instead of one-line messages."
+HELP_KEEP_GOING = (
+    "grade every check even after one ran past its time limit (instructor and CI grading; "
+    "also $WORKBOOK_KEEP_GOING=1). Without it, the learner's loop stops at the first time-out."
+)
+HELP_BUDGET = (
+    "total time of one exercise's graded checks, in seconds; checks left when it is spent "
+    f"are not run and score 0. Default: {DEFAULT_BUDGET:g} with --keep-going, none without; 0 turns it off."
+)
 HELP_SERVICES = (
     "how graders start real services: docker (testcontainers), local (processes from binaries "
     "on PATH) or auto (docker when the engine and image are there, else local). "
     "Default: $WORKBOOK_SERVICES or auto."
 )
-DEFAULT_TIMEOUT = 60.0
 
 
 class CheckTimeout(BaseException):
     """Raised inside a check that ran past its time limit.
 
     A BaseException, so that a learner's ``except Exception`` cannot swallow it.
+    """
+
+
+class NotRun(pytest.skip.Exception):
+    """A check left out: an earlier check timed out, or the exercise's time budget is spent.
+
+    Shown by pytest as a skip (one summary line for all of them, not one error each);
+    graded as outcome "not run", worth 0 points.
     """
 
 
@@ -63,6 +83,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--workbook-report", default=None, metavar="FILE", help=HELP_REPORT)
     group.addoption("--check-timeout", default=None, type=float, metavar="SECONDS", help=HELP_TIMEOUT)
     group.addoption("--workbook-traceback", action="store_true", help=HELP_TRACEBACK)
+    group.addoption("--keep-going", action="store_true", default=None, help=HELP_KEEP_GOING)
+    group.addoption("--exercise-budget", default=None, type=float, metavar="SECONDS", help=HELP_BUDGET)
     group.addoption("--services", default=None, choices=("auto", "docker", "local"), help=HELP_SERVICES)
     parser.addini("check_timeout", HELP_TIMEOUT, default=None)
 
@@ -80,6 +102,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.pluginmanager.register(Grading(config), "workbook-grading")
     config.pluginmanager.import_plugin("workbook.fixtures")
+    config.pluginmanager.register(Strays(), "workbook-strays")
 
 
 def target_option(config: pytest.Config) -> str:
@@ -128,6 +151,15 @@ class Grading:
         self.config = config
         self.results: dict[str, CheckResult] = {}
         self.order: list[str] = []
+        self.keep_going = bool(
+            config.getoption("--keep-going") or os.environ.get("WORKBOOK_KEEP_GOING", "") not in ("", "0")
+        )
+        budget = config.getoption("--exercise-budget")
+        if budget is None:
+            budget = DEFAULT_BUDGET if self.keep_going else 0.0
+        self.budget = budget
+        self.spent: dict[str, float] = {}  # exercise -> seconds its graded checks have used
+        self.timed_out: dict[str, str] = {}  # exercise -> the first check that timed out
 
     # -- running a check under a time limit ------------------------------------------------
 
@@ -146,38 +178,68 @@ class Grading:
                 raise pytest.UsageError(f"Invalid check_timeout {ini!r} from ini file") from None
         return DEFAULT_TIMEOUT
 
-    def _run_limited(self, item: pytest.Item):
+    def _run_limited(self, item: pytest.Item, phase: str):
+        if not is_graded(item):
+            return (yield)
+        exercise = exercise_of(item.path)
+        if phase == "setup":
+            self._refuse_if_stopped(exercise)
         seconds = self._limit(item)
+        by_budget = False
+        if self.budget > 0:
+            left = max(self.budget - self.spent.get(exercise, 0.0), 0.001)
+            if seconds <= 0 or left < seconds:
+                seconds, by_budget = left, True
         usable = (
-            is_graded(item)
-            and seconds > 0
+            seconds > 0
             and hasattr(signal, "setitimer")
             and threading.current_thread() is threading.main_thread()
         )
         if not usable:
             return (yield)
+        target = paths.resolve_target(target_option(self.config))
 
         def expire(signum, frame):
+            where = _running_at(frame, target)
+            if by_budget:
+                limit = f"when {exercise}'s time budget of {self.budget:g} s ran out"
+            else:
+                limit = f"after {seconds:g} s, the check's time limit"
+            if where:
+                raise CheckTimeout(f"{where}: still running {limit} — an infinite loop?")
             raise CheckTimeout(
-                f"time limit: the check did not finish within {seconds:g} s. "
-                "Look for a loop that never ends, or work repeated on every call."
+                f"still running {limit}. Look for a loop that never ends, or work repeated "
+                "on every call."
             )
 
         previous = signal.signal(signal.SIGALRM, expire)
+        started = time.monotonic()
         signal.setitimer(signal.ITIMER_REAL, seconds)
         try:
             return (yield)
+        except CheckTimeout:
+            self.timed_out.setdefault(exercise, item.name)
+            raise
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
+            self.spent[exercise] = self.spent.get(exercise, 0.0) + time.monotonic() - started
+
+    def _refuse_if_stopped(self, exercise: str) -> None:
+        """In the learner's loop, the first time-out ends the exercise's grading."""
+        first = self.timed_out.get(exercise)
+        if first is not None and not self.keep_going:
+            raise NotRun(f"fix the time-out of `{first}` first.")
+        if self.budget > 0 and self.spent.get(exercise, 0.0) >= self.budget:
+            raise NotRun(f"{exercise}'s time budget of {self.budget:g} s was spent.")
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_setup(self, item: pytest.Item):
-        return (yield from self._run_limited(item))
+        return (yield from self._run_limited(item, "setup"))
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item):
-        return (yield from self._run_limited(item))
+        return (yield from self._run_limited(item, "call"))
 
     # -- turning exceptions into a sentence ------------------------------------------------
 
@@ -189,7 +251,9 @@ class Grading:
         marker = item.get_closest_marker("points")
         max_points = float(marker.args[0]) if marker.args else 1.0
         outcome, message = "passed", ""
-        if report.skipped:
+        if report.skipped and call.excinfo is not None and isinstance(call.excinfo.value, NotRun):
+            outcome, message = "not run", str(call.excinfo.value.msg)
+        elif report.skipped:
             outcome = "skipped"
             longrepr = report.longrepr
             message = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
@@ -289,6 +353,10 @@ class Grading:
                 f"{ex['score']:>5g}/{ex['max_score']:<5g} points  {ex['status']}"
             )
         tr.write_line(f"{'total':<{width}}  {summary['score']:g}/{summary['max_score']:g} points")
+        for name in summary["exercises"]:
+            left = [c for c in self.results.values() if c.exercise == name and c.outcome == "not run"]
+            if left:
+                tr.write_line(f"{name}: {len(left)} checks not run — {left[0].message}")
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         path = self.config.getoption("--workbook-report")
@@ -341,3 +409,31 @@ def _learner_frame(exc: BaseException):
     ]
     return candidates[-1] if candidates else None
 
+
+
+def _running_at(frame, target: Path) -> str | None:
+    """Where the learner's code was when a time limit struck: ``drift.py line 3, in `__init__```.
+
+    The innermost frame of a file under the graded folder; failing that, the innermost
+    frame outside the graders, this package and installed libraries.
+    """
+    stack = []
+    while frame is not None:
+        stack.append(frame)
+        frame = frame.f_back
+    in_target = [f for f in stack if Path(f.f_code.co_filename).is_relative_to(target)]
+    chosen = in_target[0] if in_target else None
+    if chosen is None:
+        grader_root, package = paths.graders_dir(), paths.PACKAGE_DIR
+        outside = [
+            f for f in stack
+            if not Path(f.f_code.co_filename).is_relative_to(grader_root)
+            and not Path(f.f_code.co_filename).is_relative_to(package)
+            and "site-packages" not in f.f_code.co_filename
+            and "/lib/python" not in f.f_code.co_filename
+            and not f.f_code.co_filename.startswith("<")
+        ]
+        chosen = outside[0] if outside else None
+    if chosen is None:
+        return None
+    return f"{Path(chosen.f_code.co_filename).name} line {chosen.f_lineno}, in `{chosen.f_code.co_name}`"
