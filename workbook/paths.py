@@ -31,6 +31,11 @@ def solutions_dir() -> Path:
     return root() / "solutions"
 
 
+def starter_dir() -> Path:
+    """Pristine starter files in a learner's release, which has no solutions/ (``workbook release``)."""
+    return exercises_dir() / ".starter"
+
+
 def graders_dir() -> Path:
     return root() / "graders"
 

@@ -72,6 +72,9 @@ def planned_stubs(exercise_ids: list[str] | None = None) -> list[StubFile]:
     """Every file exercises/ should hold, generated from solutions/."""
     planned = []
     solutions = paths.solutions_dir()
+    if not solutions.is_dir():
+        raise StubError("this checkout has no solutions/ (a learner's release): stubs are "
+                        "generated in the full workbook only.")
     for folder in sorted(p for p in solutions.iterdir() if p.is_dir()):
         if folder.name in SKIP_NAMES or (exercise_ids and folder.name not in exercise_ids):
             continue
@@ -115,6 +118,8 @@ def write(exercise_ids: list[str] | None = None) -> list[Path]:
 
 def stub_for(exercise_id: str, relative: str) -> bytes:
     """The pristine stub content of one learner file."""
+    if not paths.solutions_dir().is_dir():  # a learner's release keeps copies of its starter files
+        return (paths.starter_dir() / exercise_id / relative).read_bytes()
     for stub in planned_stubs([exercise_id]):
         if stub.destination == paths.exercises_dir() / exercise_id / relative:
             return stub.content
