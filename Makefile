@@ -37,7 +37,7 @@ test-services: setup
 	else echo "docker part skipped: no Docker engine answers (see infra/images/README.md)"; fi
 
 test-notebooks: setup
-	WORKBOOK_TARGET=solutions $(BIN)/pytest --nbval-lax notebooks -p no:cacheprovider
+	WORKBOOK_TARGET=solutions $(BIN)/pytest -p nbval --nbval-lax notebooks -p no:cacheprovider
 
 lint: setup
 	$(BIN)/ruff check .

@@ -1,0 +1,249 @@
+"""CE3.4 — Batch prediction pipeline.
+
+Score every row of a PostgreSQL table, or of a CSV or Parquet file, with a saved
+model: a batch at a time, so that memory stays flat however big the input is, and
+so that a run killed half-way can be started again without losing or repeating
+work.
+
+The contract (the graders check it against PostgreSQL itself, pyarrow, pandas and
+the model's own ``predict``):
+
+* ``model_path`` is a file written by ``joblib.dump``; load it with ``joblib.load`` [model-joblib].
+* The model's ``predict`` gets the feature values of the rows of one batch, as a
+  pandas DataFrame whose columns are the feature columns in the order given
+  (a 2-D array in that order is accepted too) [predict-input].
+  A prediction is the number ``predict`` returns for the row, stored as a float [prediction-values].
+* ``feature_columns`` defaults to every column of the input except the key column,
+  in the input's column order [features-default].
+  Given, it names the features, in the order the model expects them; other columns
+  of the input are ignored [feature-columns].
+* Missing features: a row with at least one missing feature (NULL in the database,
+  an empty field in a CSV file, null or NaN in a Parquet file) is not given to the
+  model. It still gets an output row, whose prediction is missing (NULL, an empty
+  field, null), and it is counted in ``"missing"`` [missing-policy].
+* Both methods return a dict of counts for the rows of this call:
+  ``"predicted"`` (rows the model scored) and ``"missing"`` (rows written with a
+  missing prediction) [stats-counts].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+import psycopg
+import pyarrow as pa
+import pyarrow.parquet as pq
+from psycopg import sql
+
+FORMATS = {".csv": "csv", ".parquet": "parquet"}
+
+
+class BatchPredictor:
+    """Score a database table or a file with a saved model, ``batch_size`` rows at a time.
+
+    >>> predictor = BatchPredictor("model.joblib", batch_size=5000)
+    >>> predictor.predict_from_db(dsn, "customers", "churn_predictions", key_column="id")
+    {'predicted': 199800, 'missing': 200, 'skipped': 0}
+    >>> predictor.predict_from_files("customers.parquet", "predictions.parquet")
+    {'predicted': 199800, 'missing': 200}
+    """
+
+    def __init__(self, model_path, batch_size: int = 1000):
+        """Load the model once; ``batch_size`` is the number of rows of one batch, 1000 by default [batch-default].
+
+        Raises ValueError when ``batch_size`` is below 1 [batch-size-positive].
+        """
+        ### BEGIN SOLUTION
+        if batch_size < 1:
+            raise ValueError(f"batch_size should be at least 1; got {batch_size}")
+        self.batch_size = int(batch_size)
+        self.model = joblib.load(model_path)
+        ### END SOLUTION
+
+    def predict_from_db(
+        self,
+        dsn: str,
+        input_table: str,
+        output_table: str,
+        *,
+        key_column: str = "id",
+        feature_columns: Sequence[str] | None = None,
+    ) -> dict[str, int]:
+        """Score every row of ``input_table`` and write the predictions to ``output_table``.
+
+        ``dsn`` is a PostgreSQL connection string or URL, as ``psycopg.connect`` takes it [db-dsn].
+        ``key_column`` names the input's key: unique and not NULL, it identifies a row [key-column].
+        Table and column names are identifiers, quoted as such (``psycopg.sql.Identifier``),
+        so any name PostgreSQL accepts works, capitals and spaces included [identifiers-quoted].
+
+        ``output_table`` is created when it does not exist, with two columns: the key
+        column (same name and type as the input's, the primary key) and
+        ``prediction double precision`` [output-schema].
+        When it exists already, its rows are kept as they are [output-existing].
+        At the end it holds exactly one row per input row [one-row-per-key].
+
+        Rows are read ``batch_size`` at a time, through a server-side cursor or keyset
+        pagination, never the whole table at once: memory does not grow with the table [db-streaming].
+        Each batch holds at most ``batch_size`` rows, and every batch but the last holds
+        exactly ``batch_size`` rows when the output table starts empty [db-batch-size].
+        ``predict`` is called once per batch, with the batch's rows that have every feature [db-one-call].
+        Each batch's predictions are committed before the next batch is read, so a crash
+        loses at most the batch in progress [commit-per-batch].
+        An error (of the model or of the database) stops the run and is raised to the caller;
+        the batches committed before it stay [crash-raises].
+
+        Re-running is safe: an input row whose key already has a row in ``output_table``
+        (a NULL prediction included) is skipped, neither predicted again nor overwritten,
+        so a run after a crash resumes where the last one stopped, and a run after new
+        input rows arrived scores only those [resume-skip].
+        The returned dict also has ``"skipped"``: the input rows skipped that way [stats-skipped].
+
+        Raises an error naming the column, and writes no row, when ``input_table`` lacks
+        the key column or a feature column [db-missing-column].
+        """
+        ### BEGIN SOLUTION
+        source, target, key = (sql.Identifier(n) for n in (input_table, output_table, key_column))
+        stats = {"predicted": 0, "missing": 0, "skipped": 0}
+        # Two connections: the reader keeps its server-side cursor open in one long
+        # transaction while the writer commits each batch.
+        with psycopg.connect(dsn) as reader, psycopg.connect(dsn) as writer:
+            columns = [c.name for c in reader.execute(
+                sql.SQL("SELECT * FROM {} LIMIT 0").format(source)).description]
+            features = ([c for c in columns if c != key_column] if feature_columns is None
+                        else list(feature_columns))
+            absent = [c for c in [key_column, *features] if c not in columns]
+            if absent:
+                raise ValueError(f"table {input_table!r} has no column {', '.join(map(repr, absent))}")
+            (key_type,) = reader.execute(
+                "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+                "WHERE attrelid = %s::regclass AND attname = %s",
+                (source.as_string(reader), key_column),
+            ).fetchone()
+            writer.execute(sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} ({} {} PRIMARY KEY, prediction double precision)"
+            ).format(target, key, sql.SQL(key_type)))
+            writer.commit()
+            done = sql.SQL("EXISTS (SELECT 1 FROM {t} o WHERE o.{k} = i.{k})").format(t=target, k=key)
+            (stats["skipped"],) = reader.execute(
+                sql.SQL("SELECT count(*) FROM {} i WHERE ").format(source) + done).fetchone()
+            insert = sql.SQL(
+                "INSERT INTO {t} ({k}, prediction) SELECT * FROM unnest(%s::{type}[], %s::float8[]) "
+                "ON CONFLICT ({k}) DO NOTHING"
+            ).format(t=target, k=key, type=sql.SQL(key_type))
+            with reader.cursor(name="batch_prediction") as cursor:
+                cursor.execute(
+                    sql.SQL("SELECT {cols} FROM {s} i WHERE NOT ").format(
+                        cols=sql.SQL(", ").join(sql.SQL("i.") + sql.Identifier(c)
+                                                for c in [key_column, *features]),
+                        s=source)
+                    + done + sql.SQL(" ORDER BY i.{}").format(key)
+                )
+                while rows := cursor.fetchmany(self.batch_size):
+                    batch = pd.DataFrame.from_records(rows, columns=[key_column, *features])
+                    predictions, scored = _predict(self.model, batch[features])
+                    writer.execute(insert, (batch[key_column].tolist(),
+                                            [None if np.isnan(p) else float(p) for p in predictions]))
+                    writer.commit()
+                    stats["predicted"] += scored
+                    stats["missing"] += len(batch) - scored
+        return stats
+        ### END SOLUTION
+
+    def predict_from_files(
+        self,
+        input_path,
+        output_path,
+        *,
+        key_column: str = "id",
+        feature_columns: Sequence[str] | None = None,
+    ) -> dict[str, int]:
+        """Score every row of the file ``input_path`` and write the predictions to ``output_path``.
+
+        The format of each file follows its suffix: ``.csv`` (comma-separated, one
+        header row) or ``.parquet`` [file-formats].
+        Input and output formats are independent: CSV in, Parquet out works, and the other way round [format-mix].
+        Raises ValueError naming the suffix, before reading or writing anything, when either
+        path has another suffix [unknown-suffix].
+        Raises ValueError naming them when the input lacks the key column or a feature column [file-missing-columns].
+
+        The input is streamed: at most ``batch_size`` rows are read at a time, so memory
+        does not grow with the file's size [file-streaming].
+        (Mind pyarrow's ``ParquetFile``: unless told ``pre_buffer=False``, it reads the
+        whole file ahead into memory.)
+        ``predict`` gets at most ``batch_size`` rows per call [file-batch-size].
+
+        The output has the key column (same name, same values) and a ``prediction``
+        column, one row per input row, in the input's order [file-output].
+        In a Parquet output, an integer key stays an integer column, and ``prediction``
+        is a float column whose missing predictions are null [parquet-types].
+        A CSV output starts with the header row ``<key_column>,prediction``; a missing
+        prediction is an empty field [csv-output].
+        An existing output file is replaced, so running twice gives the same file [file-overwrite].
+        """
+        ### BEGIN SOLUTION
+        input_path, output_path = Path(input_path), Path(output_path)
+        source, sink = _format(input_path), _format(output_path)
+        columns = (list(pd.read_csv(input_path, nrows=0).columns) if source == "csv"
+                   else pq.ParquetFile(input_path).schema_arrow.names)
+        features = ([c for c in columns if c != key_column] if feature_columns is None
+                    else list(feature_columns))
+        absent = [c for c in [key_column, *features] if c not in columns]
+        if absent:
+            raise ValueError(f"{input_path.name} has no column {', '.join(map(repr, absent))}")
+        stats = {"predicted": 0, "missing": 0}
+        writer = None
+        try:
+            for number, batch in enumerate(_read_batches(input_path, source, [key_column, *features],
+                                                         self.batch_size)):
+                predictions, scored = _predict(self.model, batch[features])
+                stats["predicted"] += scored
+                stats["missing"] += len(batch) - scored
+                out = pd.DataFrame({key_column: batch[key_column].to_numpy(), "prediction": predictions})
+                if sink == "csv":
+                    out.to_csv(output_path, mode="w" if number == 0 else "a", header=number == 0,
+                               index=False)
+                    continue
+                table = pa.Table.from_pandas(out, preserve_index=False)
+                if writer is None:
+                    writer = pq.ParquetWriter(output_path, table.schema)
+                writer.write_table(table)
+        finally:
+            if writer is not None:
+                writer.close()
+        return stats
+        ### END SOLUTION
+
+
+### BEGIN SOLUTION
+def _predict(model, features: pd.DataFrame) -> tuple[np.ndarray, int]:
+    """Predictions of one batch (NaN where a feature is missing) and how many were scored."""
+    complete = features.notna().all(axis=1).to_numpy()
+    predictions = np.full(len(features), np.nan)
+    if complete.any():
+        predictions[complete] = np.asarray(model.predict(features[complete].astype(float)), dtype=float)
+    return predictions, int(complete.sum())
+
+
+def _format(path: Path) -> str:
+    try:
+        return FORMATS[path.suffix]
+    except KeyError:
+        raise ValueError(
+            f"{path.name}: unsupported file type {path.suffix!r}; use .csv or .parquet"
+        ) from None
+
+
+def _read_batches(path: Path, fmt: str, columns: list[str], size: int) -> Iterator[pd.DataFrame]:
+    """The input, ``size`` rows at a time, as DataFrames with ``columns`` in that order."""
+    if fmt == "csv":
+        for chunk in pd.read_csv(path, usecols=columns, chunksize=size):
+            yield chunk[columns]
+        return
+    # pre_buffer=False: by default pyarrow reads the whole file ahead, into memory.
+    for record_batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=size, columns=columns):
+        yield record_batch.to_pandas()[columns]
+### END SOLUTION
