@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from workbook import paths
+from workbook import paths, sealed
 from workbook.loader import ExerciseImportError, load_exercise
 from workbook.strays import Strays
 
@@ -40,6 +40,10 @@ HELP_KEEP_GOING = (
 HELP_BUDGET = (
     "total time of one exercise's graded checks, in seconds; checks left when it is spent "
     f"are not run and score 0. Default: {DEFAULT_BUDGET:g} with --keep-going, none without; 0 turns it off."
+)
+HELP_SEALED = (
+    "run the learner's code in a separate, limited process (sealed grading: it cannot change the "
+    "grade); also $WORKBOOK_SEALED=1. On by default under `workbook grade`."
 )
 HELP_SERVICES = (
     "how graders start real services: docker (testcontainers), local (processes from binaries "
@@ -86,6 +90,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--keep-going", action="store_true", default=None, help=HELP_KEEP_GOING)
     group.addoption("--exercise-budget", default=None, type=float, metavar="SECONDS", help=HELP_BUDGET)
     group.addoption("--services", default=None, choices=("auto", "docker", "local"), help=HELP_SERVICES)
+    group.addoption("--sealed", action="store_true", default=None, help=HELP_SEALED)
     parser.addini("check_timeout", HELP_TIMEOUT, default=None)
 
 
@@ -103,6 +108,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(Grading(config), "workbook-grading")
     config.pluginmanager.import_plugin("workbook.fixtures")
     config.pluginmanager.register(Strays(), "workbook-strays")
+    if sealed.enabled(config):
+        config.pluginmanager.register(sealed.SealedPlugin(config), "workbook-sealed")
 
 
 def target_option(config: pytest.Config) -> str:
@@ -122,10 +129,16 @@ def exercise_id(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="module")
-def load_module(target_dir: Path, exercise_id: str):
-    """Import a learner module of this exercise from the target: ``load_module("drift")``."""
+def load_module(target_dir: Path, exercise_id: str, pytestconfig: pytest.Config):
+    """Import a learner module of this exercise from the target: ``load_module("drift")``.
+
+    Under --sealed the module lives in a separate process and this returns its proxy.
+    """
+    seal = pytestconfig.pluginmanager.get_plugin("workbook-sealed")
 
     def load(module: str):
+        if seal is not None:
+            return seal.session.load(exercise_id, module, target_dir)
         return load_exercise(exercise_id, module, target_dir)
 
     return load
@@ -375,7 +388,7 @@ def classify(exc: BaseException, item: pytest.Item) -> tuple[str, str]:
             return "not started", f"{not_started}: write your code there."
         name = f"`{where.name}` " if where else ""
         return "not started", f"{name}still raises NotImplementedError: write your code there."
-    if isinstance(exc, ExerciseImportError):
+    if isinstance(exc, (ExerciseImportError, sealed.SealedError, sealed.LearnerExit)):
         return "error", str(exc)
     if isinstance(exc, AssertionError):
         text = str(exc).split("\nassert ")[0].strip() or "assertion failed"
@@ -397,7 +410,9 @@ def _find_in_chain(exc: BaseException, kind: type[BaseException]) -> BaseExcepti
 
 def _learner_frame(exc: BaseException):
     """The innermost traceback frame outside the grading code (the learner's code)."""
-    frames = traceback.extract_tb(exc.__traceback__)
+    remote = getattr(exc, "remote_frames", None)  # raised in the learner's process (--sealed)
+    frames = ([traceback.FrameSummary(f, n, name, lookup_line=False) for f, n, name in remote]
+              if remote is not None else traceback.extract_tb(exc.__traceback__))
     grader_root = paths.graders_dir()
     package = paths.PACKAGE_DIR
     candidates = [

@@ -1,0 +1,869 @@
+"""Sealed grading: the learner's module lives in a child process; the grader keeps the rest.
+
+With ``--sealed`` (on by default under ``workbook grade``), ``load_module("drift")``
+returns a *proxy* of the learner's module. The module itself is imported in a child
+process (workbook/sealed_child.py) that runs
+
+* with a time, memory, file-size and process-count limit (``resource.setrlimit``),
+* in its own temporary working copy of the exercise's files,
+* as the unprivileged user ``nobody`` when the grader runs as root, in a private mount
+  namespace where the checkout's graders/, solutions/, tests/ and the grading run's
+  private folders are hidden behind empty read-only folders,
+* with Python sockets limited to loopback (an audit hook; the graders' services listen
+  on loopback, so a network namespace, which would cut them off, is not used).
+
+Every assertion, every reference computation and the report stay in the grader's
+process. Arguments travel to the child pickled; results come back by value only when
+they are plain data (builtins, numpy arrays and scalars, pandas objects, dates, paths),
+read with an allow-list unpickler; anything else (an instance of the learner's class, a
+bound method, a generator) stays in the child and comes back as a proxy whose attribute
+reads, method calls and operators go across. A callable of the grader's passed to the
+learner's code (a webhook callback) is called back in the grader.
+
+A child that exits, hangs (the check's time limit) or forks away fails the check it was
+in with one sentence; the next ``load_module`` starts a fresh child.
+
+Not done here: running the child inside a container when a Docker engine answers, and
+blocking the network of programs the learner's code starts (only Python sockets of the
+child itself are limited).
+"""
+
+from __future__ import annotations
+
+import builtins
+import collections.abc as abc
+import contextlib
+import dataclasses
+import fcntl
+import functools
+import io
+import json
+import os
+import pickle
+import pwd
+import select
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import types
+import weakref
+from pathlib import Path
+
+from workbook import paths
+from workbook.loader import ExerciseImportError
+
+HEADER = struct.Struct(">Q")
+MAX_REPLY = 256 * 1024 * 1024
+START_TIMEOUT = 120.0
+ENV_SEALED = "WORKBOOK_SEALED"
+ENV_HIDE = "WORKBOOK_SEALED_HIDE"  # extra folders the child must not see (os.pathsep-separated)
+
+# Folders of the checkout the learner's process never sees.
+HIDDEN_FOLDERS = ("graders", "solutions", "tests", "benchmarks", "notebooks", ".git", ".workbook", "infra")
+PRELOAD = ("numpy", "pandas", "scipy.stats")
+# git's "dubious ownership" check, between files of the grader (root) and of the learner's process:
+# the grader's git accepts the sandbox user's repositories through SUDO_UID (git >= 2.35.2), the
+# child's git accepts the grader's through a system config of its own (the graders' environment
+# may point git elsewhere; those two variables are not passed on to the child).
+CHILD_GIT_SYSTEM = "[safe]\n\tdirectory = *\n"
+NOT_FORWARDED = {"GIT_CONFIG_SYSTEM", "GIT_CONFIG_NOSYSTEM"}
+
+
+class SealedError(Exception):
+    """The learner's process ended, hung, or broke the protocol; the message says which."""
+
+
+class UnsendableArgument(SealedError):
+    """A value of the grader's could not be pickled for the learner's process (nothing was sent)."""
+
+
+class UnreadableValue(SealedError):
+    """The learner's process sent a value the grader does not accept (the protocol is intact)."""
+
+
+class LearnerExit(Exception):
+    """The learner's code called sys.exit() (or raised KeyboardInterrupt) in its process."""
+
+
+@dataclasses.dataclass
+class Limits:
+    memory: int = 6 * 1024**3  # address space, bytes
+    cpu: int = 900  # CPU seconds of one child
+    fsize: int = 64 * 1024**2  # largest file the child may write, bytes
+    nproc: int = 64  # processes and threads of the child's user (when it is not root)
+    user: str | None = "nobody"  # the user the child runs as when the grader is root
+
+    @classmethod
+    def from_env(cls) -> Limits:
+        limits = cls()
+        for name in ("memory", "cpu", "fsize", "nproc"):
+            value = os.environ.get(f"WORKBOOK_SEALED_{name.upper()}")
+            if value:
+                setattr(limits, name, int(value))
+        user = os.environ.get("WORKBOOK_SEALED_USER")
+        if user is not None:
+            limits.user = user or None
+        return limits
+
+
+# -- values going to the child -------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1)
+def _library_places() -> tuple[str, ...]:
+    found = sysconfig.get_paths()
+    places = {found["stdlib"], found["purelib"], found["platlib"], str(paths.PACKAGE_DIR)}
+    return tuple(os.path.join(p, "") for p in places if p)
+
+
+def _library_file(filename: str | None) -> bool:
+    return bool(filename) and filename.startswith(_library_places())
+
+
+def _from_library(obj) -> bool:
+    module = sys.modules.get(getattr(obj, "__module__", None) or "")
+    return module is not None and _library_file(getattr(module, "__file__", None))
+
+
+def _is_callback(obj) -> bool:
+    """Callables of the grader's run in the grader: functions, methods, partials, callable objects."""
+    if isinstance(obj, type) or isinstance(obj, Remote):
+        return False
+    if isinstance(obj, (types.FunctionType, functools.partial)):
+        return not (_from_library(obj) and "<locals>" not in getattr(obj, "__qualname__", "<locals>"))
+    if isinstance(obj, types.MethodType):
+        return True
+    if isinstance(obj, types.BuiltinMethodType):
+        return not isinstance(getattr(obj, "__self__", None), types.ModuleType)
+    return callable(obj) and not _from_library(obj) and not _from_library(type(obj))
+
+
+@functools.lru_cache(maxsize=1)
+def _to_child_pickler():
+    import cloudpickle
+
+    class ToChild(cloudpickle.CloudPickler):
+        def __init__(self, file, child: Child):
+            super().__init__(file, protocol=5)
+            self.child = child
+
+        def persistent_id(self, obj):
+            if isinstance(obj, Remote):
+                if object.__getattribute__(obj, "_wb_child") is not self.child:
+                    raise SealedError(
+                        "an object of the learner's earlier process was passed to its new one; "
+                        "that process ended in an earlier check.")
+                return ("r", object.__getattribute__(obj, "_wb_id"))
+            if _is_callback(obj):
+                return ("c", self.child.callback_id(obj))
+            if isinstance(obj, type) and not _from_library(obj):
+                # A class of the graders' (a model that fails on purpose): sent by value,
+                # since the child cannot import the graders.
+                module = sys.modules.get(obj.__module__)
+                if module is not None and obj.__module__ not in ("__main__", "builtins"):
+                    with contextlib.suppress(Exception):
+                        cloudpickle.register_pickle_by_value(module)
+            return None
+
+    return ToChild
+
+
+# -- values coming back --------------------------------------------------------------------
+
+ALLOWED_GLOBALS = {
+    ("builtins", n) for n in ("set", "frozenset", "complex", "bytearray", "range", "slice", "Ellipsis",
+                              "list", "dict", "tuple", "int", "float", "str", "bytes", "bool")
+} | {
+    ("datetime", n) for n in ("date", "datetime", "time", "timedelta", "timezone")
+} | {
+    ("decimal", "Decimal"), ("pathlib", "PosixPath"), ("pathlib", "PurePosixPath"), ("uuid", "UUID"),
+    ("collections", "OrderedDict"),
+    ("numpy", "dtype"), ("numpy", "ndarray"),
+    ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.numeric", "_frombuffer"), ("numpy.core.numeric", "_frombuffer"),
+    ("pandas._libs.arrays", "__pyx_unpickle_NDArrayBacked"),
+    ("pandas._libs.internals", "_unpickle_block"),
+    ("pandas._libs.tslibs.nattype", "_nat_unpickle"),
+    ("pandas._libs.tslibs.timedeltas", "_timedelta_unpickle"),
+    ("pandas._libs.tslibs.timestamps", "_unpickle_timestamp"),
+    ("pandas.core.indexes.base", "_new_Index"),
+    ("pandas.core.indexes.datetimes", "_new_DatetimeIndex"),
+    ("pandas.core.internals.managers", "BlockManager"),
+    ("pandas.core.internals.managers", "SingleBlockManager"),
+    ("pyarrow.lib", "_restore_array"), ("pyarrow.lib", "py_buffer"), ("pyarrow.lib", "type_for_alias"),
+} | {
+    ("pandas", n) for n in (
+        "DataFrame", "Series", "Index", "RangeIndex", "MultiIndex", "DatetimeIndex", "TimedeltaIndex",
+        "CategoricalIndex", "PeriodIndex", "IntervalIndex", "Categorical", "CategoricalDtype",
+        "DatetimeTZDtype", "PeriodDtype", "IntervalDtype", "StringDtype", "BooleanDtype",
+        "Float32Dtype", "Float64Dtype", "Int8Dtype", "Int16Dtype", "Int32Dtype", "Int64Dtype",
+        "UInt8Dtype", "UInt16Dtype", "UInt32Dtype", "UInt64Dtype", "Timestamp", "Timedelta",
+        "Period", "Interval", "NA", "NaT", "ArrowDtype",
+    )
+}
+# Modules whose public classes are all data (dtypes, arrays, date offsets).
+ALLOWED_CLASS_MODULES = ("numpy.dtypes", "pandas.arrays", "pandas._libs.tslibs.offsets")
+
+
+class FromChild(pickle.Unpickler):
+    """Reads the child's replies: only allow-listed data types, and references to proxies."""
+
+    def __init__(self, data: bytes, child: Child):
+        super().__init__(io.BytesIO(data))
+        self.child = child
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in ALLOWED_GLOBALS:
+            return super().find_class(module, name)
+        if module in ALLOWED_CLASS_MODULES and name.isidentifier() and not name.startswith("_"):
+            found = super().find_class(module, name)
+            if isinstance(found, type):
+                return found
+        raise UnreadableValue(
+            f"the learner's code returned a value of type {module}.{name}, which the grader only "
+            "accepts as plain data (numbers, text, lists, dicts, numpy arrays, pandas objects) "
+            "or as an object of the learner's own class.")
+
+    def persistent_load(self, pid):
+        if isinstance(pid, tuple) and len(pid) == 3 and pid[0] == "r" and type(pid[1]) is int:
+            return self.child.proxy(pid[1], pid[2])
+        if isinstance(pid, tuple) and len(pid) == 2 and pid[0] == "c" and type(pid[1]) is int:
+            found = self.child.callbacks.get(pid[1])
+            if found is not None:
+                return found
+        raise SealedError("the learner's process sent a reference the grader never gave it.")
+
+
+# -- proxies -------------------------------------------------------------------------------
+
+FORWARDED_DUNDERS = {"__dict__", "__name__", "__qualname__", "__doc__", "__wrapped__", "__self__"}
+
+
+def _remote(name: str):
+    def method(self, *args):
+        return _child(self).request("op", name, (self, *args))
+
+    method.__name__ = f"__{name}__"
+    return method
+
+
+def _child(proxy) -> Child:
+    return object.__getattribute__(proxy, "_wb_child")
+
+
+class Remote:
+    """An object that lives in the learner's process; every use of it goes across."""
+
+    __slots__ = ("_wb_child", "_wb_id", "__weakref__")
+
+    def __init__(self, child: Child, ident: int):
+        object.__setattr__(self, "_wb_child", child)
+        object.__setattr__(self, "_wb_id", ident)
+
+    def __getattr__(self, name: str):
+        if name.startswith("__") and name.endswith("__") and name not in FORWARDED_DUNDERS:
+            raise AttributeError(name)
+        return _child(self).request("getattr", self, name)
+
+    def __setattr__(self, name: str, value) -> None:
+        _child(self).request("setattr", self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        _child(self).request("delattr", self, name)
+
+    def __call__(self, *args, **kwargs):
+        return _child(self).request("call", self, args, kwargs)
+
+    def __iter__(self):
+        return _child(self).request("op", "iter", (self,))
+
+    def __next__(self):
+        return _child(self).request("op", "next", (self,))
+
+    def __repr__(self) -> str:
+        try:
+            return _child(self).request("op", "repr", (self,))
+        except BaseException as exc:  # noqa: BLE001 - a repr must not fail the report
+            if not isinstance(exc, Exception):
+                raise
+            return f"<{type(self).__name__} of the learner's code>"
+
+    def __str__(self) -> str:
+        return _child(self).request("op", "str", (self,))
+
+    def __dir__(self):
+        return _child(self).request("op", "dir", (self,))
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __reduce_ex__(self, protocol):
+        raise TypeError(f"a {type(self).__name__} of the learner's code cannot be pickled in the grader")
+
+    def __del__(self):
+        with contextlib.suppress(Exception):
+            _child(self).released.append(object.__getattribute__(self, "_wb_id"))
+
+    __len__ = _remote("len")
+    __bool__ = _remote("bool")
+    __hash__ = _remote("hash")
+    __float__ = _remote("float")
+    __int__ = _remote("int")
+    __index__ = _remote("index")
+    __format__ = _remote("format")
+    __getitem__ = _remote("getitem")
+    __setitem__ = _remote("setitem")
+    __delitem__ = _remote("delitem")
+    __contains__ = _remote("contains")
+    __eq__ = _remote("eq")
+    __ne__ = _remote("ne")
+    __lt__ = _remote("lt")
+    __le__ = _remote("le")
+    __gt__ = _remote("gt")
+    __ge__ = _remote("ge")
+    __add__ = _remote("add")
+    __sub__ = _remote("sub")
+    __mul__ = _remote("mul")
+    __truediv__ = _remote("truediv")
+    __neg__ = _remote("neg")
+    __abs__ = _remote("abs")
+    __round__ = _remote("round")
+
+
+@functools.lru_cache(maxsize=512)
+def proxy_class(type_name: str, module: str, fields: tuple[str, ...] | None, flags: frozenset) -> type:
+    """A proxy class named like the learner's class; a dataclass's proxy lists its fields."""
+    name = type_name.rsplit(".", 1)[-1] if type_name else "object"
+    namespace = {"__slots__": (), "__module__": module or "learner", "__qualname__": type_name or name}
+    if fields is not None:
+        valid = [f for f in fields if f.isidentifier()]
+        namespace["__dataclass_fields__"] = dataclasses.make_dataclass(
+            "Fields", valid).__dataclass_fields__
+        namespace["__match_args__"] = tuple(valid)
+    cls = type(name if name.isidentifier() else "RemoteObject", (Remote,), namespace)
+    if "mapping" in flags:
+        abc.Mapping.register(cls)
+    elif "sequence" in flags:
+        abc.Sequence.register(cls)
+    return cls
+
+
+# -- exceptions ----------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=256)
+def _exception_class(name: str, module: str, base: type) -> type:
+    safe = name.rsplit(".", 1)[-1]
+    return type(safe if safe.isidentifier() else base.__name__, (base,), {"__module__": module or "learner"})
+
+
+def rebuild(description, depth: int = 0) -> BaseException:
+    """The learner's exception, as an exception of the same builtin kind, with its message."""
+    if not isinstance(description, dict):
+        return SealedError("the learner's process sent an error the grader could not read.")
+    name = str(description.get("type", "Exception"))
+    module = str(description.get("module", ""))
+    message = str(description.get("message", ""))
+    if name in ("SystemExit", "KeyboardInterrupt", "GeneratorExit"):
+        code = description.get("exit_code")
+        what = f"sys.exit({code!r})" if name == "SystemExit" else name
+        exc: BaseException = LearnerExit(f"the learner's code raised {what}; a module must not end the program.")
+    elif module == "workbook.loader" and name == "ExerciseImportError":
+        exc = ExerciseImportError(message)
+    else:
+        exc = None
+        for base_name in description.get("bases", []):
+            base = getattr(builtins, str(base_name), None)
+            if not (isinstance(base, type) and issubclass(base, Exception)):
+                continue
+            try:
+                kind = base if base.__name__ == name else _exception_class(name, module, base)
+                exc = kind(message)
+                break
+            except TypeError:  # a builtin that wants more arguments (UnicodeDecodeError)
+                continue
+        if exc is None:
+            exc = _exception_class(name, module, Exception)(message)
+    frames = description.get("frames") or []
+    exc.remote_frames = [tuple(f) for f in frames if isinstance(f, (list, tuple)) and len(f) == 3]
+    cause = description.get("cause")
+    if cause is not None and depth < 5:
+        exc.__cause__ = rebuild(cause, depth + 1)
+    return exc
+
+
+def _describe(exc: BaseException) -> dict:
+    bases = [k.__name__ for k in type(exc).__mro__
+             if getattr(builtins, k.__name__, None) is k and issubclass(k, BaseException)]
+    return {"type": type(exc).__qualname__, "module": type(exc).__module__, "bases": bases,
+            "message": str(exc)[:2000], "frames": [], "cause": None}
+
+
+# -- the child -----------------------------------------------------------------------------
+
+
+class Child:
+    """One learner process and the pipes to it."""
+
+    def __init__(self, session: Session):
+        self.session = session
+        self.callbacks: dict[int, object] = {}
+        self._callback_ids: dict[int, int] = {}
+        self.released: list[int] = []
+        self.proxies: weakref.WeakValueDictionary[int, Remote] = weakref.WeakValueDictionary()
+        self.dead: str | None = None
+        self.sent_env: dict[str, str] = {}
+        self.sent_cwd: str | None = None
+        self.copied: set[str] = set()
+        self.work = Path(tempfile.mkdtemp(prefix="workbook-sealed-"))
+        self.home, self.tmp, self.target = self.work / "home", self.work / "tmp", self.work / "target"
+        for folder in (self.home, self.tmp, self.target):
+            folder.mkdir()
+        self.output = self.work / "output.log"
+        self.output.touch()
+        (self.work / "gitconfig-system").write_text(CHILD_GIT_SYSTEM)
+        self.uid, self.gid = session.sandbox_user()
+        self._chown(self.work)
+        to_child_r, self.to_child = os.pipe()
+        self.from_child, from_child_w = os.pipe()
+        settings = {
+            "rfd": to_child_r, "wfd": from_child_w, "home": str(self.home), "tmp": str(self.tmp),
+            "memory": session.limits.memory, "cpu": session.limits.cpu, "fsize": session.limits.fsize,
+            "nproc": session.nproc_limit(self.uid), "uid": self.uid, "gid": self.gid,
+            "hide": session.hidden_folders() if self.uid is not None else [],
+            "preload": list(PRELOAD),
+        }
+        command = [sys.executable, "-I", "-m", "workbook.sealed_child"]
+        tag = os.environ.get("WORKBOOK_SEALED_TAG")  # lets tests find the child and its forks
+        if tag:
+            command.append(tag)
+        if settings["hide"] and shutil.which("unshare"):
+            command = [shutil.which("unshare"), "--mount", "--propagation", "private", *command]
+        else:
+            settings["hide"] = []
+        env = session.child_env()
+        env["GIT_CONFIG_SYSTEM"] = str(self.work / "gitconfig-system")
+        env["WORKBOOK_SEALED_SETTINGS"] = json.dumps(settings)
+        with open(self.output, "ab") as out:
+            self.proc = subprocess.Popen(
+                command, cwd=self.home, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                pass_fds=(to_child_r, from_child_w), start_new_session=True,
+            )
+        os.close(to_child_r)
+        os.close(from_child_w)
+        for fd in (self.to_child, self.from_child):  # fewer blocking writes for large frames
+            with contextlib.suppress(OSError, AttributeError):
+                fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 1 << 20)
+        self.ready = False  # the child says so when it has set itself up (_await_ready)
+
+    def _await_ready(self) -> None:
+        try:
+            hello = self._receive(timeout=START_TIMEOUT)
+        except BaseException as exc:
+            self.kill(f"the learner's process did not start: {exc}")
+            raise
+        if not (isinstance(hello, tuple) and len(hello) == 3 and hello[0] == "ready"):
+            self.kill("the learner's process did not start.")
+            raise SealedError(f"the learner's process did not start: {self.tail()}")
+        if self.uid is not None and hello[2] != self.uid:
+            self.kill("the learner's process did not drop its privileges.")
+            raise SealedError("the learner's process did not drop its privileges.")
+        self.ready = True
+
+    def _chown(self, path: Path) -> None:
+        if self.uid is None:
+            return
+        for folder, _dirs, files in os.walk(path):
+            os.chown(folder, self.uid, self.gid)
+            for name in files:
+                os.chown(os.path.join(folder, name), self.uid, self.gid, follow_symlinks=False)
+
+    # -- learner files -------------------------------------------------------------------
+
+    def exercise_copy(self, exercise_id: str, target: Path) -> Path:
+        """The child's own copy of ``target/<exercise_id>/`` (regular files only, no links)."""
+        if exercise_id not in self.copied:
+            source, dest = target / exercise_id, self.target / exercise_id
+            if source.is_dir():
+                shutil.copytree(source, dest, symlinks=True, ignore=_links_and_caches(source))
+            else:
+                dest.mkdir()
+            self._chown(dest)
+            self.copied.add(exercise_id)
+        return self.target
+
+    # -- requests ------------------------------------------------------------------------
+
+    unpickling = False
+
+    def request(self, op: str, *args):
+        if self.dead is not None:
+            raise SealedError(self.dead)
+        if self.unpickling:
+            raise SealedError("the learner's process sent a reply that tries to run its own code in the grader.")
+        if not self.ready:
+            self._await_ready()
+        try:
+            self._sync_context()
+            if self.released:
+                ids, self.released[:] = list(self.released), []
+                self._send(("release", ids))
+            self._send((op, *args))
+            return self._wait()
+        except BaseException as exc:
+            if hasattr(exc, "remote_frames") or isinstance(exc, UnsendableArgument):
+                raise  # the learner's own exception (the child is fine), or nothing was sent
+            if isinstance(exc, SealedError):
+                self.kill(f"the learner's process ended in an earlier check: {exc}")
+            else:
+                self.kill(f"the learner's process was stopped when a check ended early ({type(exc).__name__}).")
+            raise
+
+    def _sync_context(self) -> None:
+        env = self.session.env_changes()
+        unset = [k for k in self.sent_env if k not in env]
+        changed = {k: v for k, v in env.items() if self.sent_env.get(k) != v}
+        try:
+            cwd = os.getcwd()
+        except OSError:
+            cwd = str(self.home)
+        if changed or unset or cwd != self.sent_cwd:
+            self._send(("context", cwd, changed, unset))
+            self.sent_env, self.sent_cwd = dict(env), cwd
+            self._wait()
+
+    def _wait(self):
+        while True:
+            reply = self._receive()
+            if not isinstance(reply, tuple) or not reply:
+                raise SealedError("the learner's process sent a malformed reply.")
+            kind = reply[0]
+            if kind == "ok" and len(reply) == 2:
+                return reply[1]
+            if kind == "error" and len(reply) == 2:
+                raise rebuild(reply[1])
+            if kind == "callback" and len(reply) == 4:
+                self._serve_callback(*reply[1:])
+                continue
+            raise SealedError("the learner's process sent a malformed reply.")
+
+    def _serve_callback(self, ident, args, kwargs) -> None:
+        function = self.callbacks.get(ident) if type(ident) is int else None
+        if function is None or not isinstance(args, tuple) or not isinstance(kwargs, dict) \
+                or not all(isinstance(k, str) for k in kwargs):
+            raise SealedError("the learner's process called back something the grader never gave it.")
+        try:
+            value = function(*args, **kwargs)
+        except Exception as exc:
+            self._send(("cb_error", _describe(exc)))
+            return
+        self._send(("cb_ok", value))
+
+    def callback_id(self, function) -> int:
+        ident = self._callback_ids.get(id(function))
+        if ident is None or self.callbacks.get(ident) is not function:
+            ident = len(self.callbacks) + 1
+            self.callbacks[ident] = function
+            self._callback_ids[id(function)] = ident
+        return ident
+
+    def proxy(self, ident: int, description) -> Remote:
+        if not isinstance(description, dict):
+            raise SealedError("the learner's process sent a malformed reference.")
+        fields = description.get("fields")
+        if fields is not None:
+            fields = tuple(str(f) for f in fields)[:200]
+        flags = frozenset(str(f) for f in description.get("flags", ()) if isinstance(f, str))
+        cls = proxy_class(str(description.get("type", "object"))[:200], str(description.get("module", ""))[:200],
+                          fields, flags)
+        existing = self.proxies.get(ident)
+        if existing is not None and type(existing) is cls:
+            return existing
+        if ident in self.released:  # released by a proxy that died, but sent again: keep it
+            self.released[:] = [i for i in self.released if i != ident]
+        proxy = cls(self, ident)
+        self.proxies[ident] = proxy
+        return proxy
+
+    # -- frames --------------------------------------------------------------------------
+
+    def _send(self, message) -> None:
+        buffer = io.BytesIO()
+        try:
+            _to_child_pickler()(buffer, self).dump(message)
+        except SealedError:
+            raise UnsendableArgument(str(sys.exc_info()[1])) from None
+        except Exception as exc:
+            raise UnsendableArgument(
+                f"the grader could not send a value to the learner's process ({type(exc).__name__}: {exc})."
+            ) from None
+        data = buffer.getvalue()
+        view = memoryview(HEADER.pack(len(data)) + data)
+        while view:
+            try:
+                written = os.write(self.to_child, view)
+            except BrokenPipeError:
+                raise SealedError(self._ended()) from None
+            view = view[written:]
+
+    def _receive(self, timeout: float | None = None):
+        header = self._read(HEADER.size, timeout)
+        (size,) = HEADER.unpack(header)
+        if size > MAX_REPLY:
+            raise SealedError(f"the learner's process sent a reply of {size} bytes, more than the grader reads.")
+        data = self._read(size, timeout)
+        self.unpickling = True
+        try:
+            return FromChild(data, self).load()
+        except UnreadableValue as exc:
+            exc.remote_frames = []  # the reply was read whole: the learner's process is fine
+            raise
+        except SealedError:
+            raise
+        except RecursionError:
+            raise SealedError("the learner's process sent a reply the grader could not read.") from None
+        except Exception as exc:
+            raise SealedError(f"the learner's process sent a reply the grader could not read ({exc}).") from None
+        finally:
+            self.unpickling = False
+
+    def _read(self, size: int, timeout: float | None) -> bytes:
+        buffer = bytearray()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while len(buffer) < size:
+            ready, _, _ = select.select([self.from_child], [], [], 0.2)
+            if not ready:
+                if self.proc.poll() is not None:
+                    raise SealedError(self._ended())
+                if deadline is not None and time.monotonic() > deadline:
+                    raise SealedError(f"the learner's process did not answer within {timeout:g} s.")
+                continue
+            chunk = os.read(self.from_child, min(size - len(buffer), 1 << 20))
+            if not chunk:
+                raise SealedError(self._ended())
+            buffer += chunk
+        return bytes(buffer)
+
+    def _ended(self) -> str:
+        try:
+            code = self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            return ("the learner's process closed its connection to the grader and went on running "
+                    "(did its code fork away?); it was stopped.")
+        if code < 0:
+            name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+            why = {"SIGXCPU": " (it used up its CPU time)", "SIGKILL": " (killed: out of memory, or stopped)",
+                   "SIGSEGV": " (a crash)"}.get(name, "")
+            text = f"the learner's process was ended by signal {name}{why}"
+        else:
+            text = f"the learner's process exited with status {code} (os._exit, or a crash)"
+        tail = self.tail()
+        return text + (f"; its last output: {tail}" if tail else ".")
+
+    def tail(self, size: int = 300) -> str:
+        try:
+            with open(self.output, "rb") as out:
+                out.seek(0, os.SEEK_END)
+                out.seek(max(out.tell() - size, 0))
+                return out.read().decode(errors="replace").strip().replace("\n", " ⏎ ")[-size:]
+        except OSError:
+            return ""
+
+    def kill(self, reason: str) -> None:
+        """Stop the child and everything it started; later requests fail with ``reason``."""
+        if self.dead is None:
+            self.dead = reason
+        from workbook.strays import descendants
+
+        pids = descendants(self.proc.pid) | {self.proc.pid}
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        if self.uid is not None:
+            # Orphans of the child re-parented to this (subreaper) process: the sandbox user's.
+            for pid in descendants(os.getpid()):
+                with contextlib.suppress(OSError):
+                    if os.stat(f"/proc/{pid}").st_uid == self.uid:
+                        os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(Exception):
+            self.proc.wait(timeout=5)
+        # Its forks, killed with it, are now this (subreaper) process's zombies: reap them, or
+        # they would count against the sandbox user's process limit in the next child.
+        deadline = time.monotonic() + 5
+        for pid in pids - {self.proc.pid}:
+            while time.monotonic() < deadline:
+                try:
+                    done, _ = os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    break
+                if done:
+                    break
+                time.sleep(0.01)
+        for fd in (self.to_child, self.from_child):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.to_child = self.from_child = -1
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def _links_and_caches(root: Path):
+    def ignore(folder, names):
+        return [n for n in names if n == "__pycache__" or os.path.islink(os.path.join(folder, n))]
+
+    return ignore
+
+
+class Session:
+    """The sealed grading of one pytest run: settings, the current child, the env baseline."""
+
+    def __init__(self, limits: Limits | None = None):
+        self.limits = limits or Limits.from_env()
+        self.baseline = dict(os.environ)
+        self.child: Child | None = None
+        self.children = 0
+
+    def sandbox_user(self) -> tuple[int | None, int | None]:
+        if os.getuid() != 0 or not self.limits.user:
+            return None, None
+        try:
+            entry = pwd.getpwnam(self.limits.user)
+        except KeyError:
+            return None, None
+        return entry.pw_uid, entry.pw_gid
+
+    def nproc_limit(self, uid: int | None) -> int | None:
+        if uid is not None:
+            return self.limits.nproc
+        if os.getuid() == 0:
+            return None  # root is not bound by RLIMIT_NPROC
+        mine = sum(1 for p in Path("/proc").glob("[0-9]*/task/*") if _owner(p) == os.getuid())
+        return mine + self.limits.nproc
+
+    def hidden_folders(self) -> list[str]:
+        root = paths.root()
+        folders = [str(root / name) for name in HIDDEN_FOLDERS if (root / name).is_dir()]
+        extra = os.environ.get(ENV_HIDE, "")
+        folders += [f for f in extra.split(os.pathsep) if f and os.path.isdir(f)]
+        return folders
+
+    def child_env(self) -> dict[str, str]:
+        keep = ("PATH", "LANG", "LC_ALL", "TZ", "TERM")
+        env = {k: os.environ[k] for k in keep if k in os.environ}
+        env.update({"PYTHONDONTWRITEBYTECODE": "1", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+                    "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"})
+        return env
+
+    def env_changes(self) -> dict[str, str]:
+        """Variables the graders set or changed since the run began (learner code may need them)."""
+        base = self.baseline
+        return {k: v for k, v in os.environ.items() if base.get(k) != v and k not in NOT_FORWARDED}
+
+    def current(self) -> Child:
+        if self.child is None or self.child.dead is not None:
+            self.child = Child(self)
+            self.children += 1
+        return self.child
+
+    def load(self, exercise_id: str, module: str, target: Path):
+        child = self.current()
+        copy = child.exercise_copy(exercise_id, Path(target))
+        return child.request("load", exercise_id, module, str(copy))
+
+    def close(self) -> None:
+        if self.child is not None:
+            self.child.kill("the grading run ended.")
+            self.child = None
+
+
+def _owner(path: Path) -> int | None:
+    try:
+        return path.stat().st_uid
+    except OSError:
+        return None
+
+
+def enabled(config) -> bool:
+    option = config.getoption("--sealed", default=None)
+    if option is not None:
+        return bool(option)
+    return os.environ.get(ENV_SEALED, "") not in ("", "0")
+
+
+def open_shared_temp(factory) -> None:
+    """Let the sandbox user into pytest's temporary folders: graders share files with the learner's code."""
+    original_base = factory.getbasetemp
+    original_mktemp = factory.mktemp
+
+    def getbasetemp():
+        base = original_base()
+        with contextlib.suppress(OSError):
+            base.chmod(0o711)
+        return base
+
+    def mktemp(basename: str, numbered: bool = True):
+        folder = original_mktemp(basename, numbered)
+        with contextlib.suppress(OSError):
+            folder.chmod(0o777)
+        return folder
+
+    factory.getbasetemp = getbasetemp
+    factory.mktemp = mktemp
+
+
+class SealedPlugin:
+    """Registered by workbook.plugin under --sealed: owns the session's learner process."""
+
+    def __init__(self, config):
+        self.config = config
+        self.session = Session()
+        self.own_base: Path | None = None
+        self.drops_privileges = self.session.sandbox_user()[0] is not None
+        if self.drops_privileges:
+            # git, run by the graders as root in folders the learner's process made, would
+            # refuse them as "dubious ownership" (see CHILD_GIT_SYSTEM).
+            # Folders the graders make (a clone, a sandbox) are the learner's to write in too.
+            os.umask(0)
+            sudo_uid = {"SUDO_UID": str(self.session.sandbox_user()[0])}
+            os.environ.update(sudo_uid)
+            self.session.baseline.update(sudo_uid)
+            if not config.option.basetemp:
+                # pytest's own temporary root (/tmp/pytest-of-root) is private and re-made
+                # private by every run; the learner's process needs to reach the checks' folders.
+                self.own_base = Path(tempfile.mkdtemp(prefix="workbook-sealed-pytest-"))
+                self.own_base.chmod(0o711)
+                config.option.basetemp = str(self.own_base / "tmp")
+
+    def pytest_sessionstart(self, session) -> None:
+        from workbook.strays import make_subreaper
+
+        make_subreaper()  # a daemon the learner's code leaves becomes ours to stop
+        factory = getattr(self.config, "_tmp_path_factory", None)
+        if factory is not None and self.drops_privileges:
+            open_shared_temp(factory)
+
+    def pytest_collection_finish(self, session) -> None:
+        """Start the learner's process while the first checks set up (it imports numpy and pandas)."""
+        if any("load_module" in getattr(item, "fixturenames", ()) for item in session.items):
+            with contextlib.suppress(Exception):
+                self.session.current()
+
+    def pytest_report_header(self, config) -> list[str]:
+        user, _ = self.session.sandbox_user()
+        who = f"as {self.session.limits.user}" if user is not None else "as the same user"
+        return [f"workbook: sealed grading: the learner's code runs in a separate process {who}"]
+
+    def pytest_unconfigure(self, config) -> None:
+        self.session.close()
+        if self.own_base is not None:
+            shutil.rmtree(self.own_base, ignore_errors=True)
