@@ -307,6 +307,47 @@ def test_ks_statistic_when_the_window_minimum_is_tied(drift):
                  what="KS statistic of a 12,000-row window whose minimum holds 40% of its rows")
 
 
+def uniform_window(m: int, position: int, side: str) -> np.ndarray:
+    """``m`` evenly spread uniform quantiles, one moved so that the largest CDF gap is at ``position``.
+
+    side "new": the value moves down next to the one before, so F_new - F_ref peaks there
+    (about 1.4/m, against 0.5/m anywhere else); side "ref": it moves up next to the one after,
+    so F_ref - F_new peaks just before it.
+    """
+    values = (np.arange(m) + 0.5) / m
+    if side == "new":
+        values[position] = values[position - 1] + 0.1 / m if position else 0.05 / m
+    else:
+        values[position] = values[position + 1] - 0.1 / m if position < m - 1 else 1 - 0.05 / m
+    return values
+
+
+def peaked_window(m: int, position: int, side: str) -> np.ndarray:
+    """``m`` evenly spread uniform quantiles bent into a long gap of 100/m with a sharp peak at ``position``."""
+    i = np.arange(m)
+    bend = np.clip(100 - 0.9 * np.abs(i - position), 0, None) / m  # falls 0.9/m a value: still sorted
+    return (i + 0.5) / m + (-bend if side == "new" else bend)
+
+
+@pytest.mark.points(1)
+@pytest.mark.covers("ks-large")
+def test_ks_statistic_is_exact_wherever_the_largest_gap_lies(drift):
+    """Large samples: the KS statistic is the supremum over every value, wherever the largest gap is."""
+    n = 10_001  # reference rows: above 10,000, where a shortcut may replace scipy's exact method
+    windows = {f"{side}_at_{p}": uniform_window(40, p, side) for side in ("new", "ref") for p in range(40)}
+    for side in ("new", "ref"):
+        for p in (41, 3_353, 5_007, 9_958):  # near either end too, where one CDF is close to 0 or 1
+            windows[f"{side}_peak_at_{p}"] = peaked_window(10_000, p, side)
+    reference = pd.DataFrame({name: np.random.default_rng(0).permutation((np.arange(n) + 0.5) / n)
+                              for name in windows})
+    window = pd.DataFrame({name: np.r_[v, np.full(10_000 - v.size, np.nan)] for name, v in windows.items()})
+    report = drift.DriftDetector(reference).detect_drift(window)
+    for name, values in windows.items():
+        expected = stats.ks_2samp(reference[name], values).statistic
+        assert_close(value(report, name, "statistic"), expected,
+                     what=f"KS statistic of {name!r} ({values.size:,} window values against {n:,})")
+
+
 @pytest.mark.points(1)
 @pytest.mark.covers("chi2-new-category")
 def test_a_category_seen_once_is_a_column(drift):

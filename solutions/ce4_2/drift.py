@@ -285,14 +285,25 @@ def _psi_and_kl(ref_shares: np.ndarray, new_shares: np.ndarray) -> tuple[float, 
     return float(np.sum((new - ref) * log_ratio)), float(np.sum(new * log_ratio))
 
 
+def _cdf_gaps(ref_sorted, values, new_lt, new_le, n: int, m: int):
+    """F_ref - F_new just before each value, F_new - F_ref at it, and the reference counts behind them."""
+    ref_lt = np.searchsorted(ref_sorted, values, side="left")
+    ref_le = np.searchsorted(ref_sorted, values, side="right")
+    return ref_lt / n - new_lt / m, new_le / m - ref_le / n, ref_lt, ref_le
+
+
 def _ks_2samp_sorted(ref_sorted: np.ndarray, new_sorted: np.ndarray) -> tuple[float, float]:
     """Two-sided KS statistic and p-value, as scipy's ks_2samp, from a pre-sorted reference.
 
     Samples of up to 10,000 values use scipy itself (its exact p-value). Above that, the
     supremum of |F_ref - F_new| is found from the new sample's distinct
     values alone: between two of them F_new is flat, so F_ref - F_new is largest
-    just before the next new value and smallest at the current one. That costs
-    two binary searches per new value instead of a pass over the reference.
+    just before the next new value and smallest at the current one. Each such value
+    costs two binary searches in the reference, so most of them are skipped: a first
+    pass looks at every 32nd distinct value (and the last); between two of those both
+    CDFs only go up, which bounds every gap in between by counts at the two ends, and
+    only the stretches whose bound beats the largest gap seen so far get a second pass
+    (a few percent of them on real data). The result is exactly the full pass's.
     """
     n, m = ref_sorted.size, new_sorted.size
     if max(n, m) <= 10_000:  # scipy's exact p-value; small samples are cheap anyway
@@ -302,11 +313,21 @@ def _ks_2samp_sorted(ref_sorted: np.ndarray, new_sorted: np.ndarray) -> tuple[fl
     values = new_sorted[starts]
     new_lt = starts  # new values below each distinct value
     new_le = np.r_[starts[1:], m]  # new values up to and including it
-    ref_le = np.searchsorted(ref_sorted, values, side="right")
-    ref_lt = np.searchsorted(ref_sorted, values, side="left")
-    ref_above = ref_lt / n - new_lt / m  # F_ref - F_new just before each new value
-    new_above = new_le / m - ref_le / n  # F_new - F_ref at each new value
+    last, step = values.size - 1, 32
+    probes = np.r_[np.arange(0, last, step), last]
+    ref_above, new_above, ref_lt, ref_le = _cdf_gaps(
+        ref_sorted, values[probes], new_lt[probes], new_le[probes], n, m)
     d = float(max(ref_above.max(), new_above.max(), 0.0))
+    # For a value strictly between probes a and b: F_ref(x-) <= F_ref(b-) and F_new(x-) >= F_new(a),
+    # F_new(x) <= F_new(b-) and F_ref(x) >= F_ref(a). So its gaps are at most these bounds.
+    bound = np.maximum(ref_lt[1:] / n - new_le[probes[:-1]] / m,
+                       new_lt[probes[1:]] / m - ref_le[:-1] / n)
+    open_starts = probes[:-1][bound > d]
+    inside = (open_starts[:, None] + np.arange(1, step)).ravel()
+    inside = inside[inside < last]
+    ref_above, new_above, _, _ = _cdf_gaps(
+        ref_sorted, values[inside], new_lt[inside], new_le[inside], n, m)
+    d = float(max(d, ref_above.max(initial=0.0), new_above.max(initial=0.0)))
     # The asymptotic Kolmogorov distribution: within 1% of ks_2samp's p-value near usual
     # thresholds at these sizes, and about 1000x cheaper than its finite-n `kstwo.sf`.
     p = float(stats.kstwobign.sf(d * np.sqrt(n * m / (n + m))))
