@@ -56,6 +56,15 @@ def test_non_python_region_uses_its_comment_marker():
     assert stubs.make_stub(sql, python=False) == "SELECT\n-- YOUR CODE HERE\n"
 
 
+
+def test_json_region_marked_by_members_stays_valid_json():
+    import json
+
+    text = '{\n  "title": "t",\n  "#": "BEGIN SOLUTION",\n  "panels": [1],\n  "#": "END SOLUTION"\n}\n'
+    stub = stubs.make_stub(text, python=False)
+    assert stub == '{\n  "title": "t",\n  "#": "YOUR CODE HERE"\n}\n'
+    assert json.loads(text)["panels"] == [1] and json.loads(stub) == {"title": "t", "#": "YOUR CODE HERE"}
+
 @pytest.mark.parametrize(
     "text, message",
     [

@@ -11,6 +11,9 @@ Solution regions are marked the nbgrader way::
 In a Python file an indented region becomes ``raise NotImplementedError("YOUR
 CODE HERE")`` (so the graders read "not started"); a region at module level,
 and any region in another kind of file, becomes a ``# YOUR CODE HERE`` line.
+In a JSON file (no comments there) a region is marked by members ``"#": "BEGIN SOLUTION",``
+and ``"#": "END SOLUTION"`` of one object, and becomes ``"#": "YOUR CODE HERE"``: both
+the solution and the stub stay valid JSON.
 Everything outside the regions is copied as it is.
 """
 
@@ -24,6 +27,8 @@ from workbook import paths
 
 BEGIN = re.compile(r"^(?P<indent>\s*)(#+|//|--)\s*BEGIN SOLUTION\s*$")
 END = re.compile(r"^\s*(#+|//|--)\s*END SOLUTION\s*$")
+JSON_BEGIN = re.compile(r'^(?P<indent>\s*)"#":\s*"BEGIN SOLUTION",\s*$')
+JSON_END = re.compile(r'^\s*"#":\s*"END SOLUTION"(?P<comma>,?)\s*$')
 RAISE = 'raise NotImplementedError("YOUR CODE HERE")'
 SKIP_NAMES = {"__pycache__", ".ipynb_checkpoints", ".pytest_cache"}
 
@@ -38,17 +43,22 @@ def make_stub(text: str, *, python: bool, name: str = "<text>") -> str:
     open_at: int | None = None
     indent = marker = ""
     for number, line in enumerate(text.splitlines(keepends=True), start=1):
-        begin = BEGIN.match(line)
+        begin = BEGIN.match(line) or JSON_BEGIN.match(line)
         if begin:
             if open_at is not None:
                 raise StubError(f"{name}:{number}: BEGIN SOLUTION inside the region opened at line {open_at}.")
             open_at, indent = number, begin.group("indent")
-            marker = "#" if begin.group(2).startswith("#") else begin.group(2)
+            marker = "json" if begin.re is JSON_BEGIN else (
+                "#" if begin.group(2).startswith("#") else begin.group(2))
             continue
-        if END.match(line):
+        end = END.match(line) or JSON_END.match(line)
+        if end:
             if open_at is None:
                 raise StubError(f"{name}:{number}: END SOLUTION without a BEGIN SOLUTION.")
-            if python and indent:
+            if marker == "json":
+                comma = end.group("comma") if end.re is JSON_END else ""
+                out.append(f'{indent}"#": "YOUR CODE HERE"{comma}\n')
+            elif python and indent:
                 out.append(f"{indent}{RAISE}\n")
             else:
                 out.append(f"{indent}{marker} YOUR CODE HERE\n")
