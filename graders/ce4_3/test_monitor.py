@@ -784,9 +784,9 @@ def test_a_dropped_postgres_connection_is_reopened(mod, database, postgres):
     monitor = mod.ModelMonitor(dsn, clock=Clock(T0 + DAY))
     monitor.track_prediction({"k": 0}, 1, 1, timestamp=T0 + timedelta(hours=1))
     with postgres.connect(autocommit=True) as conn:
-        killed = conn.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                              "WHERE datname = %s AND pid <> pg_backend_pid()", (name,)).fetchone()[0]
-    assert killed >= 1  # the monitor's connection was there, and is gone
+        # No backend to end is right too: a monitor may open a connection per call.
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
     time.sleep(0.2)
     monitor.track_prediction({"k": 1}, 1, 0, timestamp=T0 + timedelta(hours=2))
     result = monitor.compute_metrics("1d")
