@@ -1,0 +1,436 @@
+"""CE3.1 — REST API for model serving (FastAPI).
+
+Serve a trained scikit-learn classifier over HTTP, ready for production: the
+chapter's ``/predict`` and ``/health``, plus validation, API keys, rate limits,
+one error shape, structured logs, readiness, and a batch endpoint.
+
+The graders run ``uvicorn app:app`` (the module attribute ``app``) as a real
+server and talk to it over HTTP, so any layout of routers, middleware and
+helpers is fine as long as the HTTP behaviour below holds.
+
+Settings (environment variables, read when the app is created):
+
+* ``MODEL_PATH``: the model file, saved with ``joblib.dump``: a fitted classifier with
+  scikit-learn's interface (``predict``, ``predict_proba``, ``n_features_in_``);
+  default ``model.pkl`` in the working directory [env-model-path].
+* ``MODEL_NAME``: the model's name in responses; default the model file's name without its suffix,
+  so ``model`` for ``model.pkl`` [env-model-name].
+* ``MODEL_VERSION``: the model's version in responses; default the first 12 hex digits of the
+  SHA-256 of the model file's bytes [env-model-version].
+* ``API_KEYS``: valid API keys, separated by commas; spaces around a key are ignored [env-api-keys].
+* ``API_KEYS_FILE``: a file of valid API keys, one per line; blank lines and lines starting
+  with ``#`` are ignored, spaces around a key too [env-api-keys-file].
+  Keys from both sources are valid together [keys-union].
+* ``RATE_LIMIT`` requests per ``RATE_LIMIT_WINDOW`` seconds per API key; defaults 60 and 60 [env-rate-limit].
+* ``REDIS_URL``: when set, rate-limit counts live in that Redis, so every process using it
+  shares one count per key; unset, each process counts in its own memory [env-redis-url].
+* ``MAX_BODY_BYTES``: largest accepted request body in bytes; default 1048576 (1 MiB) [env-max-body].
+* ``MAX_BATCH_SIZE``: most rows in one batch request; default 100 [env-max-batch].
+
+Endpoints:
+
+* ``GET /health`` (liveness) answers 200 ``{"status": "ok"}`` whenever the process runs,
+  model loaded or not, with no API key [health].
+* ``GET /ready`` (readiness) answers 200 ``{"ready": true}`` once the model is loaded, with no API key [ready-true].
+  While it is not loaded (still loading, or loading failed), it answers 503 with
+  ``"ready": false`` in its JSON body [ready-false].
+* ``POST /predict`` takes ``{"features": [x1, ..., xn]}`` and answers 200
+  ``{"prediction": p, "confidence": c, "model_name": ..., "model_version": ...}`` [predict-route].
+  ``p`` is the model's ``predict`` for that row, as a JSON number [prediction-value].
+  ``c`` is the largest of the row's ``predict_proba`` values (the probability of the predicted class) [confidence].
+  ``model_name`` and ``model_version`` are strings, also in batch responses [model-fields].
+  Concurrent requests (a hundred at once) are all answered, each with its own row's answer [concurrency].
+* ``POST /predict/batch`` takes ``{"instances": [[...], [...], ...]}`` and answers 200
+  ``{"predictions": [{"prediction": p, "confidence": c}, ...], "model_name": ..., "model_version": ...}``,
+  one entry per row, in the rows' order [batch-route].
+  A batch holds 1 to ``MAX_BATCH_SIZE`` rows: an empty batch or a longer one is refused with 422 [batch-size].
+  One invalid row refuses the whole batch with 422 [batch-all-or-nothing].
+
+Validation of ``/predict`` and ``/predict/batch`` bodies:
+
+* A row has exactly as many features as the model was trained on (its ``n_features_in_``);
+  another count is refused with 422 [feature-count].
+* Each feature is a finite JSON number (an integer or a decimal): NaN, Infinity, -Infinity and
+  numbers too large for a float are refused with 422 [finite-numbers].
+  Strings (even ``"1.5"``), booleans, null, lists and objects are refused with 422 [numbers-only].
+* A body that is empty, is not JSON, or lacks the field is refused with 400 or 422 [unreadable-body].
+* A body of more than ``MAX_BODY_BYTES`` bytes is refused with 413; one of exactly
+  ``MAX_BODY_BYTES`` is read [body-limit]. This holds for bodies sent without a
+  ``Content-Length`` (chunked) too [body-limit-chunked].
+* No body, however malformed, gets a 5xx answer, and the service keeps answering
+  correctly after any of them [no-5xx].
+
+Authentication (``/predict`` and ``/predict/batch``; ``/health`` and ``/ready`` are open):
+
+* The client sends its key in the ``X-API-Key`` header. No header, or an empty one, is
+  refused with 401 [auth-missing]. A key that is not valid is refused with 403 [auth-wrong].
+* The presented key is compared with each valid key with ``hmac.compare_digest`` (or
+  ``secrets.compare_digest``), never with ``==`` or ``in``, so the time taken does not reveal how
+  much of a key was right [constant-time].
+* When no key is configured at all, every request to these endpoints is refused (401 or 403) [no-keys-no-access].
+
+Rate limiting (per API key, on ``/predict`` and ``/predict/batch`` alike):
+
+* A key may make ``RATE_LIMIT`` requests in a burst; a single or a batch request counts as one [rate-limit].
+  The next request right after that burst is refused with 429, while other keys are still served [rate-per-key].
+* A 429 carries a ``Retry-After`` header: whole seconds, at least 1 and at most
+  ``RATE_LIMIT_WINDOW`` rounded up [retry-after].
+  Once that many seconds have passed, the key is served again [retry-after-honest].
+  Fixed windows, sliding windows and token buckets all behave this way; refused requests need
+  not count.
+* With ``REDIS_URL`` set, the limit holds across processes: N requests spread over two
+  processes exhaust a limit of N [rate-limit-shared].
+  When that Redis cannot be reached, requests are still answered (allowed, or refused with 503),
+  never with a 5xx other than 503, and the process keeps running [redis-down].
+
+Errors:
+
+* Every answer with status 400 or above (except ``/ready``'s 503) has the JSON body
+  ``{"error": {"status": <the HTTP status>, "message": <a sentence>, "request_id": <the id>}}``,
+  unknown paths (404) and wrong methods (405) included [error-shape].
+* An unexpected error (the model raising, a bug) is answered 500 with that shape; the body
+  reveals no traceback, exception type or exception message [error-500].
+* When the model file cannot be loaded (missing, unreadable), the process keeps running,
+  is not ready, and ``/predict`` answers 503 [load-failure].
+* The model file is read once, at start-up: replacing the file later changes nothing
+  until the service restarts [load-once].
+
+Request ids and logs:
+
+* Every response carries an ``X-Request-ID`` header: the request's own ``X-Request-ID``
+  when it sent one [request-id-echo], else a new id, unique per request [request-id-new].
+* Each request writes one log line to stdout or stderr, a JSON object with at least
+  ``request_id``, ``method``, ``path``, ``status`` (the HTTP status, a number) and ``duration_ms``:
+  the milliseconds from the request's arrival (its headers) to its response, body upload included [log-line].
+  Every line the app writes about a request is a JSON object [log-json].
+* An unexpected error is logged with the request's id and the exception's message (a traceback
+  is welcome), as JSON [error-logged].
+* API keys never appear in the logs, valid or not [no-key-in-logs].
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import io
+import json
+import logging
+import math
+import os
+import sys
+import time
+import traceback
+import uuid
+from collections import deque
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
+
+# -- request and response bodies ------------------------------------------------------------
+
+# One feature value. As it stands, pydantic accepts "1.5", true and NaN as floats:
+# make it accept finite JSON numbers only, as the module docstring asks.
+Feature = float
+# YOUR CODE HERE
+
+
+class PredictionRequest(BaseModel):
+    features: list[Feature]
+
+
+class BatchRequest(BaseModel):
+    instances: list[list[Feature]]
+
+
+class Prediction(BaseModel):
+    prediction: float | int
+    confidence: float
+
+
+class PredictionResponse(Prediction):
+    model_name: str
+    model_version: str
+
+
+class BatchResponse(BaseModel):
+    predictions: list[Prediction]
+    model_name: str
+    model_version: str
+
+
+# -- settings -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service can be configured with; ``Settings.from_env()`` reads the environment."""
+
+    model_path: Path = Path("model.pkl")
+    model_name: str | None = None
+    model_version: str | None = None
+    api_keys: tuple[str, ...] = ()
+    api_keys_file: Path | None = None
+    rate_limit: int = 60
+    rate_limit_window: float = 60.0
+    redis_url: str | None = None
+    max_body_bytes: int = 1_048_576
+    max_batch_size: int = 100
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        """Settings from the environment variables listed in the module docstring (unset or empty: the default)."""
+        raise NotImplementedError("YOUR CODE HERE")
+
+
+# -- API keys -----------------------------------------------------------------------------------
+
+
+def load_api_keys(settings: Settings) -> list[str]:
+    """The valid API keys: those of ``API_KEYS`` and those of ``API_KEYS_FILE``, together."""
+    raise NotImplementedError("YOUR CODE HERE")
+
+
+def key_is_valid(presented: str, valid_keys: list[str]) -> bool:
+    """True when ``presented`` is one of ``valid_keys``, compared in constant time."""
+    raise NotImplementedError("YOUR CODE HERE")
+
+
+# -- logging ------------------------------------------------------------------------------------
+
+log = logging.getLogger("ce3_1.app")
+log.propagate = False  # its records go to its own handler only, not twice through the root logger
+MS_PER_SECOND = 1000
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: timestamp, level, message, and the record's ``fields`` dict."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        raise NotImplementedError("YOUR CODE HERE")
+
+
+def configure_logging() -> None:
+    """Send this app's log records to stdout as JSON lines (one handler, however often it is called)."""
+    raise NotImplementedError("YOUR CODE HERE")
+
+
+# -- rate limiting ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A rate limiter's answer: served or not, and if not, whole seconds to wait."""
+
+    allowed: bool
+    retry_after: int = 0
+
+
+class RateLimitUnavailable(RuntimeError):
+    """The shared rate-limit store (Redis) cannot be reached."""
+
+
+class InProcessRateLimiter:
+    """A sliding-window log per key, in this process's memory: right for one worker."""
+
+    def __init__(self, limit: int, window: float):
+        self.limit = limit
+        self.window = window
+        self._hits: dict[str, deque[float]] = {}
+
+    async def hit(self, key: str) -> Decision:
+        """Count one request of ``key`` if its window has room; else say how long to wait."""
+        raise NotImplementedError("YOUR CODE HERE")
+
+    async def close(self) -> None:
+        pass
+
+
+class RedisRateLimiter:
+    """A window per key that starts with the key's first request, counted in Redis.
+
+    ``INCR`` is atomic, so all processes sharing the Redis share one count per key.
+    The Redis key holds a hash of the API key, never the API key itself.
+    """
+
+    def __init__(self, url: str, limit: int, window: float):
+        import redis.asyncio as redis_asyncio
+
+        self.limit = limit
+        self.window_ms = max(1, int(window * 1000))
+        # Short timeouts: an unreachable Redis must not hold requests for long.
+        self.redis = redis_asyncio.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+
+    async def hit(self, key: str) -> Decision:
+        """Count one request of ``key``; raise RateLimitUnavailable when Redis does not answer."""
+        raise NotImplementedError("YOUR CODE HERE")
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+
+# -- the model ----------------------------------------------------------------------------------
+
+
+class ModelService:
+    """The model and what responses say about it. ``model`` stays None until ``load`` succeeds."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.model: Any = None
+        self.name = ""
+        self.version = ""
+        self.n_features = 0
+
+    def load(self) -> None:
+        """Read the model file once; ``model`` is set last, and only when everything worked.
+
+        A failure (missing file, not a model) may raise: ``create_app`` logs it, and the
+        service stays up and not ready.
+        """
+        raise NotImplementedError("YOUR CODE HERE")
+
+    def predict(self, rows: list[list[float]]) -> list[dict[str, Any]]:
+        """``{"prediction": ..., "confidence": ...}`` for each row, in order."""
+        raise NotImplementedError("YOUR CODE HERE")
+
+
+# -- errors ---------------------------------------------------------------------------------------
+
+
+def error_response(status: int, message: str, request_id: str, headers: dict | None = None) -> JSONResponse:
+    """The one error shape: ``{"error": {"status", "message", "request_id"}}``, with the X-Request-ID header."""
+    raise NotImplementedError("YOUR CODE HERE")
+
+
+# -- the middleware: request ids, body limit, access log, last-resort errors ----------------------
+
+
+class RequestContextMiddleware:
+    """Pure ASGI middleware around every HTTP request.
+
+    It gives the request an id (``scope["state"]["request_id"]``), refuses a body over
+    the limit before the app reads it, turns an unexpected exception into a 500 with the
+    error shape, and writes the request's log line. (Pure ASGI rather than
+    ``@app.middleware("http")``: it costs less per request.)
+    """
+
+    def __init__(self, app, max_body_bytes: int):
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        raise NotImplementedError("YOUR CODE HERE")
+
+    async def _read_body(self, headers: dict[str, str], receive) -> tuple[bytes, bool]:
+        """The whole request body, or (b"", True) as soon as it is known to exceed the limit."""
+        raise NotImplementedError("YOUR CODE HERE")
+
+
+def _replay(body: bytes):
+    """An ASGI ``receive`` that hands the app the body already read, then waits for a disconnect."""
+    sent = False
+
+    async def receive():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.Event().wait()
+
+    return receive
+
+
+# -- the app ------------------------------------------------------------------------------------
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The FastAPI app, configured by ``settings`` (default: ``Settings.from_env()``).
+
+    The model loads in a thread when the app starts, so ``/health`` and ``/ready``
+    answer at once, and ``/ready`` turns true when the load has finished.
+    """
+    settings = settings or Settings.from_env()
+    configure_logging()
+    service = ModelService(settings)
+    valid_keys = load_api_keys(settings)
+    if settings.redis_url:
+        limiter = RedisRateLimiter(settings.redis_url, settings.rate_limit, settings.rate_limit_window)
+    else:
+        limiter = InProcessRateLimiter(settings.rate_limit, settings.rate_limit_window)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        loading = asyncio.create_task(asyncio.to_thread(service.load))
+        loading.add_done_callback(_log_failure)
+        yield
+        await asyncio.gather(loading, return_exceptions=True)
+        await limiter.close()
+
+    app = FastAPI(title="CE3.1 model server", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.model_service = service
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        """Errors raised on purpose (401, 403, 404, 405, 429, 503...) in the error shape."""
+        raise NotImplementedError("YOUR CODE HERE")
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """A body pydantic refused, in the error shape (and without echoing the input)."""
+        raise NotImplementedError("YOUR CODE HERE")
+
+    async def authorised(request: Request) -> str:
+        """The request's API key, once it is valid and within its rate limit."""
+        raise NotImplementedError("YOUR CODE HERE")
+
+    def loaded_model() -> ModelService:
+        """The model service, or 503 while the model is not loaded."""
+        raise NotImplementedError("YOUR CODE HERE")
+
+    @app.get("/health")
+    async def health() -> dict:
+        raise NotImplementedError("YOUR CODE HERE")
+
+    @app.get("/ready")
+    async def ready() -> JSONResponse:
+        raise NotImplementedError("YOUR CODE HERE")
+
+    @app.post("/predict", response_model=PredictionResponse, dependencies=[Depends(authorised)])
+    async def predict(request: PredictionRequest) -> dict:
+        raise NotImplementedError("YOUR CODE HERE")
+
+    @app.post("/predict/batch", response_model=BatchResponse, dependencies=[Depends(authorised)])
+    async def predict_batch(request: BatchRequest) -> dict:
+        raise NotImplementedError("YOUR CODE HERE")
+
+    return app
+
+
+# YOUR CODE HERE
+
+
+def _request_id(request: Request) -> str:
+    return request.scope.get("state", {}).get("request_id", "")
+
+
+def _log_failure(task: asyncio.Task) -> None:
+    """Log why the model did not load; the service stays up, and not ready."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("model not loaded", exc_info=task.exception())
+
+
+app = create_app()
