@@ -273,7 +273,7 @@ def test_every_window_unit(world, frame):
 
 @pytest.mark.points(1)
 @pytest.mark.covers("window-invalid", "window-checked")
-@pytest.mark.parametrize("window", ["1y", "0d", "-1d", "1.5h", "d", "", "1 d", timedelta(hours=-1), 5])
+@pytest.mark.parametrize("window", ["1y", "0d", "-1d", "1.5h", "d", "", "1 d", "1d ago", "in 1d", timedelta(hours=-1), 5])
 def test_invalid_windows_are_refused(world, window):
     """A window that is not a positive whole number and a unit raises ValueError."""
     monitor, _, _ = world
