@@ -46,6 +46,9 @@ class LoggedModel:
                              f"it got shape {values.shape}")
         if np.isnan(values).any():
             raise ValueError("the model got a row with a missing feature (NaN)")
+        if len(values) == 0:  # what scikit-learn does too, with a clearer message
+            raise ValueError("predict was called with 0 rows; a batch whose rows all lack a feature "
+                             "should get missing predictions without a predict call")
         if self.log:
             self._record(len(values), columns)
         return self.estimator.predict(values)

@@ -12,7 +12,8 @@ the model's own ``predict``):
 * The model's ``predict`` gets the feature values of the rows of one batch, as a
   pandas DataFrame whose columns are the feature columns in the order given
   (a 2-D array in that order is accepted too) [predict-input].
-  A prediction is the number ``predict`` returns for the row, stored as a float [prediction-values].
+  A prediction is the number ``predict`` returns for the row, stored as a float: for a
+  classifier, the predicted label (``predict``), never a probability (``predict_proba``) [prediction-values].
 * ``feature_columns`` defaults to every column of the input except the key column,
   in the input's column order [features-default].
   Given, it names the features, in the order the model expects them; other columns
@@ -21,6 +22,10 @@ the model's own ``predict``):
   an empty field in a CSV file, null or NaN in a Parquet file) is not given to the
   model. It still gets an output row, whose prediction is missing (NULL, an empty
   field, null), and it is counted in ``"missing"`` [missing-policy].
+  (A NaN in a ``double precision`` column counts as missing too.)
+  ``predict`` is never called with 0 rows (a scikit-learn model raises on that): a batch
+  whose rows all lack a feature is written with missing predictions and no ``predict``
+  call [no-empty-predict].
 * Both methods return a dict of counts for the rows of this call:
   ``"predicted"`` (rows the model scored) and ``"missing"`` (rows written with a
   missing prediction) [stats-counts].
@@ -54,6 +59,9 @@ class BatchPredictor:
 
     def __init__(self, model_path, batch_size: int = 1000):
         """Load the model once; ``batch_size`` is the number of rows of one batch, 1000 by default [batch-default].
+
+        The model is loaded here, once: later calls use it, even when the file at
+        ``model_path`` has been replaced or removed since [model-once].
 
         Raises ValueError when ``batch_size`` is below 1 [batch-size-positive].
         """
@@ -90,7 +98,8 @@ class BatchPredictor:
         pagination, never the whole table at once: memory does not grow with the table [db-streaming].
         Each batch holds at most ``batch_size`` rows, and every batch but the last holds
         exactly ``batch_size`` rows when the output table starts empty [db-batch-size].
-        ``predict`` is called once per batch, with the batch's rows that have every feature [db-one-call].
+        ``predict`` is called once per batch, with the batch's rows that have every feature
+        (no call for a batch that has none of them) [db-one-call].
         Each batch's predictions are committed before the next batch is read, so a crash
         loses at most the batch in progress [commit-per-batch].
         An error (of the model or of the database) stops the run and is raised to the caller;
@@ -100,10 +109,11 @@ class BatchPredictor:
         (a NULL prediction included) is skipped, neither predicted again nor overwritten,
         so a run after a crash resumes where the last one stopped, and a run after new
         input rows arrived scores only those [resume-skip].
-        The returned dict also has ``"skipped"``: the input rows skipped that way [stats-skipped].
+        The returned dict also has ``"skipped"``: the input rows skipped that way; rows of
+        ``output_table`` whose key is not in the input are kept, and not counted [stats-skipped].
 
-        Raises an error naming the column, and writes no row, when ``input_table`` lacks
-        the key column or a feature column [db-missing-column].
+        Raises an exception naming the column (of any type: ValueError, KeyError, ...), and
+        writes no row, when ``input_table`` lacks the key column or a feature column [db-missing-column].
         """
         ### BEGIN SOLUTION
         source, target, key = (sql.Identifier(n) for n in (input_table, output_table, key_column))
@@ -167,7 +177,9 @@ class BatchPredictor:
         header row) or ``.parquet`` [file-formats].
         Input and output formats are independent: CSV in, Parquet out works, and the other way round [format-mix].
         Raises ValueError naming the suffix, before reading or writing anything, when either
-        path has another suffix [unknown-suffix].
+        path has another suffix: even when the input file does not exist, and before any
+        ``predict`` call [unknown-suffix].
+        (Only the lower-case suffixes are required: accepting ``.CSV`` or refusing it are both fine.)
         Raises ValueError naming them when the input lacks the key column or a feature column [file-missing-columns].
 
         The input is streamed: at most ``batch_size`` rows are read at a time, so memory
@@ -175,13 +187,16 @@ class BatchPredictor:
         (Mind pyarrow's ``ParquetFile``: unless told ``pre_buffer=False``, it reads the
         whole file ahead into memory.)
         ``predict`` gets at most ``batch_size`` rows per call [file-batch-size].
+        A bounded read-ahead is fine (pyarrow's CSV reader reads blocks of about 1 MB ahead):
+        what must not happen is memory that keeps growing with the file.
 
         The output has the key column (same name, same values) and a ``prediction``
         column, one row per input row, in the input's order [file-output].
         In a Parquet output, an integer key stays an integer column, and ``prediction``
         is a float column whose missing predictions are null [parquet-types].
         A CSV output starts with the header row ``<key_column>,prediction``; a missing
-        prediction is an empty field [csv-output].
+        prediction is an empty field [csv-output]. Its values are read back as numbers, so
+        ``2``, ``2.0`` and ``2.000`` are the same prediction.
         An existing output file is replaced, so running twice gives the same file [file-overwrite].
         """
         ### BEGIN SOLUTION
