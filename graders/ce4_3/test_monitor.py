@@ -275,10 +275,14 @@ def test_every_window_unit(world, frame):
 @pytest.mark.covers("window-invalid", "window-checked")
 @pytest.mark.parametrize("window", ["1y", "0d", "-1d", "1.5h", "d", "", "1 d", "1d ago", "in 1d", timedelta(hours=-1), 5])
 def test_invalid_windows_are_refused(world, window):
-    """A window that is not a positive whole number and a unit raises ValueError."""
+    """A window that is not a positive whole number and a unit raises ValueError naming it."""
     monitor, _, _ = world
-    with learner_error(ValueError, what=f"compute_metrics({window!r})"):
+    with learner_error(ValueError, what=f"compute_metrics({window!r})") as caught:
         monitor.compute_metrics(window)
+    message = str(caught.value)
+    if window != "":
+        assert str(window) in message or repr(window) in message, (
+            f"the ValueError for compute_metrics({window!r}) should name the value; got {message!r}")
 
 
 @pytest.mark.points(2)
