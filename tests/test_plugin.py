@@ -15,6 +15,13 @@ def grade(pytester: pytest.Pytester, course: Path, *args: str) -> pytest.RunResu
     return pytester.runpytest(str(course / "graders" / "demo"), "--rootdir", str(course), *args)
 
 
+def grade_in_subprocess(pytester: pytest.Pytester, course: Path, target: Path) -> pytest.RunResult:
+    """A run in its own interpreter: what happens at its exit is part of the test."""
+    return pytester.runpytest_subprocess(
+        str(course / "graders" / "demo"), "--rootdir", str(course), f"--target={target}", timeout=60
+    )
+
+
 def submission(tmp_path: Path, body: str) -> Path:
     """A folder laid out like exercises/ holding one learner attempt at demo/mod.py."""
     write(tmp_path / "attempt" / "demo" / "mod.py", body)
@@ -131,9 +138,7 @@ def test_stray_thread_does_not_keep_the_run_alive(pytester, course, tmp_path):
         def spin():
             return 1
     """)
-    result = pytester.runpytest_subprocess(
-        str(course / "graders" / "demo"), "--rootdir", str(course), f"--target={target}", timeout=60
-    )
+    result = grade_in_subprocess(pytester, course, target)
     assert result.ret == 0
     result.stdout.fnmatch_lines(["demo*3/3*checks*4/4*points*done"])
     result.stderr.fnmatch_lines([
@@ -157,9 +162,7 @@ def test_processes_started_by_learner_code_are_stopped(pytester, course, tmp_pat
         def spin():
             return 1
     """)
-    result = pytester.runpytest_subprocess(
-        str(course / "graders" / "demo"), "--rootdir", str(course), f"--target={target}", timeout=60
-    )
+    result = grade_in_subprocess(pytester, course, target)
     assert result.ret == 0
     result.stderr.fnmatch_lines(["workbook: stopped 4 processes started during grading*"])
     daemons = [int(line) for line in pids.read_text().split()]
