@@ -91,8 +91,11 @@ def test_session_leaves_nothing_behind(tmp_path, backend, scenario):
         env["N_TESTS"] = "2"
         args += ["-n", "2"]
         expected_ready = 2
+    # A run started in the background by a shell (`make test &`, some CI runners) inherits
+    # SIGINT ignored, and its sessions would sleep through Ctrl-C: give the session the
+    # default disposition a terminal gives it.
     proc = subprocess.Popen(args, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         if scenario in ("sigint", "sigterm"):
             deadline = time.monotonic() + 90
