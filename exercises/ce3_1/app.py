@@ -187,7 +187,10 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
-        """Settings from the environment variables listed in the module docstring (unset or empty: the default)."""
+        """Settings from the environment variables listed in the module docstring.
+
+        A variable that is unset or empty takes its default [env-empty].
+        """
         raise NotImplementedError("YOUR CODE HERE")
 
 

@@ -391,9 +391,10 @@ def test_batch_size_and_bad_rows_are_refused(fleet):
 
 
 @pytest.mark.points(2)
-@pytest.mark.covers("concurrency")
+@pytest.mark.covers("concurrency", "request-id-new")
 def test_hundred_concurrent_requests_all_answered_correctly(fleet):
-    """100 requests at once, each with its own row and key: every one gets its own row's answer."""
+    """100 requests at once, each with its own row and key: every one gets its own row's answer
+    and its own request id."""
     server = fleet["main"].ready()
     data_rows = rows(100, seed=10)
     keys = [fleet.keys["main"].take() for _ in data_rows]
@@ -412,6 +413,12 @@ def test_hundred_concurrent_requests_all_answered_correctly(fleet):
     for i, (response, row) in enumerate(zip(responses, data_rows, strict=True)):
         data = expect_status(response, 200, f"concurrent POST /predict #{i}")
         assert_prediction(data, fleet.main_model, row, f"concurrent POST /predict #{i}")
+    ids = [response.headers.get("x-request-id") for response in responses]
+    shared = {rid for rid in ids if ids.count(rid) > 1}
+    assert not shared, (
+        f"100 concurrent requests sent without X-Request-ID should get 100 different ids; "
+        f"{len(shared)} ids came back more than once (e.g. {sorted(map(str, shared))[0]!r})"
+    )
 
 
 @pytest.mark.points(1)
@@ -690,6 +697,8 @@ def test_each_request_logs_one_json_line_with_its_id(fleet):
                                                                     "body": {"instances": []}}),
         f"grader-log-{token}-nokey": ("POST", "/predict", 401, {"body": {"features": row}}),
         f"grader-log-{token}-health": ("GET", "/health", 200, {}),
+        f"grader-log-{token}-big": ("POST", "/predict", 413, {"key": fleet.keys["main"].take(),
+                                                              "raw": b" " * (MAIN_MAX_BODY + 1)}),
     }
     for rid, (method, path, status, kwargs) in sent.items():
         expect_status(call(server, method, path, headers={"X-Request-ID": rid}, **kwargs), status,
@@ -879,6 +888,19 @@ def key_forms(key: str) -> set:
         digest = hashlib.new(name, data)
         forms |= {digest.digest(), digest.hexdigest(), digest.hexdigest().encode()}
     return forms
+
+
+@pytest.mark.points(1)
+@pytest.mark.covers("env-empty")
+def test_empty_variables_take_their_defaults(started, load_module, monkeypatch, fleet):
+    """Every setting present but empty (`RATE_LIMIT=`) reads as unset: the service starts and serves."""
+    key = "empty-" + secrets.token_hex(6)
+    empty = {name: "" for name in SETTINGS if name not in ("MODEL_PATH", "API_KEYS")}
+    module = in_process(load_module, monkeypatch, fleet, {**empty, "API_KEYS": key})
+    row = rows(1, seed=21)[0]
+    with serve_in_process(module.app) as client:
+        response = client.post("/predict", json={"features": row}, headers={"X-API-Key": key})
+        expect_status(response, 200, "POST /predict with every other setting set to an empty value")
 
 
 @pytest.mark.points(1)
