@@ -370,6 +370,17 @@ def test_macro_average_counts_a_label_never_predicted(fresh):
     for key, value in (("precision", prec), ("recall", rec), ("f1", f1)):
         assert_metric(result, key, value, "compute_metrics on labels a, b, c (c never predicted)")
     assert_metric(result, "accuracy", accuracy_score(y, p), "compute_metrics on labels a, b, c")
+    # The other side: a label that is predicted but is never the true one counts too.
+    y = ["a"] * 6 + ["b"] * 6
+    p = ["a"] * 5 + ["d"] + ["b"] * 4 + ["d"] * 2
+    monitor, _ = fresh(T0 + DAY)
+    for k, (predicted, actual) in enumerate(zip(p, y, strict=True)):
+        monitor.track_prediction({"k": k}, predicted, actual, timestamp=T0 + timedelta(minutes=k + 1))
+    prec, rec, f1, _ = precision_recall_fscore_support(y, p, labels=["a", "b", "d"], average="macro",
+                                                       zero_division=0)
+    result = monitor.compute_metrics("1d")
+    for key, value in (("precision", prec), ("recall", rec), ("f1", f1)):
+        assert_metric(result, key, value, "compute_metrics on labels a, b and d (d predicted, never true)")
 
 
 @pytest.mark.points(1)
@@ -498,8 +509,10 @@ def test_features_json_cannot_hold_are_refused(fresh):
     monitor, _ = fresh(T0 + DAY)
     with learner_error(TypeError, what="track_prediction({'when': object()}, 1)"):
         monitor.track_prediction({"when": object()}, 1, timestamp=T0 + timedelta(hours=1))
-    count = get(monitor.compute_metrics("1d"), "n_predictions", "compute_metrics after the refused prediction")
-    assert count == 0, f"a refused prediction should not be stored; the window holds {count}"
+    with learner_error(TypeError, what="track_prediction({'k': 1}, 1, actual=object())"):
+        monitor.track_prediction({"k": 1}, 1, object(), timestamp=T0 + timedelta(hours=2))
+    count = get(monitor.compute_metrics("1d"), "n_predictions", "compute_metrics after the refused predictions")
+    assert count == 0, f"a refused prediction (features or actual) should not be stored; the window holds {count}"
 
 
 @pytest.mark.points(1)
