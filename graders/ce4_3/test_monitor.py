@@ -244,6 +244,18 @@ def test_window_excludes_its_start_and_includes_its_end(fresh):
         "a 1d window ending at `end` should hold the predictions made after end - 1d and at or before end "
         f"('after start' and 'at end', half each); got the distribution {got}"
     )
+    # The same instants written in other time zones are the same instants.
+    east, west = timezone(timedelta(hours=5)), timezone(timedelta(hours=-7))
+    monitor, _ = fresh()
+    for label, when in [("at start", end - DAY), ("after start", end - DAY + ms), ("at end", end),
+                        ("after end", end + ms), ("before start", end - DAY - ms)]:
+        monitor.track_prediction({"x": 1}, label, timestamp=when.astimezone(east))
+    got = dict(get(monitor.compute_metrics("1d", end=end.astimezone(west)), "prediction_distribution",
+                   "compute_metrics('1d') with times in UTC+5 and an end in UTC-7"))
+    assert got == {"after start": 0.5, "at end": 0.5}, (
+        "times in other time zones are the same instants: the window should hold 'after start' and 'at end' "
+        f"when the predictions are in UTC+5 and `end` in UTC-7; got the distribution {got}"
+    )
 
 
 @pytest.mark.points(1)
