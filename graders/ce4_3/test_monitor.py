@@ -576,7 +576,7 @@ def test_label_given_at_tracking_time(fresh):
 def assert_verdict(result, expected, degraded: bool, what: str) -> None:
     __tracebackhide__ = True
     got = get(result, "degraded", what)
-    assert bool(got) is degraded, f"{what} should say degraded={degraded}; got {got!r}"
+    assert got is degraded, f"{what} should say degraded={degraded} (a bool); got {got!r} ({type(got).__name__})"
     assert get(result, "status", what) == ("degraded" if degraded else "ok"), (
         f"{what}['status'] should be {'degraded' if degraded else 'ok'!r}; got {get(result, 'status', what)!r}"
     )
@@ -666,7 +666,7 @@ def test_alpha_is_a_strict_threshold(fresh):
 
 
 @pytest.mark.points(2)
-@pytest.mark.covers("min-samples", "min-samples-boundary", "reason-names-counts")
+@pytest.mark.covers("min-samples", "min-samples-boundary", "reason-names-counts", "degradation-fields")
 def test_minimum_sample_size(fresh):
     """Exactly min_samples labelled predictions are enough; one fewer gives no test, no alarm, and says why."""
     for n, enough in [(30, True), (29, False)]:
@@ -684,6 +684,8 @@ def test_minimum_sample_size(fresh):
         assert get(result, "degraded", what) is False, f"{what}: degraded should be False"
         assert get(result, "status", what) == "insufficient_data", f"{what}: status should be 'insufficient_data'"
         assert get(result, "p_value", what) is None, f"{what}: p_value should be None (no test was run)"
+        assert_metric(result, "baseline_accuracy", 1.0, what + " (the accuracies are there: there are labels)")
+        assert_metric(result, "window_accuracy", 0.0, what + " (the accuracies are there: there are labels)")
         reason = str(get(result, "reason", what))
         assert "29" in reason and "30" in reason, (
             f"{what}: the reason should name the 29 labelled predictions and the minimum 30; got {reason!r}"
