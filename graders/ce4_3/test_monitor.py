@@ -791,9 +791,10 @@ def test_works_on_postgresql(mod, frame, database, postgres):
         left = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
                             (name,)).fetchone()[0]
     assert left == 0, f"close() should close the monitor's PostgreSQL connection; {left} still open"
-    again = mod.ModelMonitor(dsn, clock=Clock(CHANGE + DAY))
+    short = "postgres://" + dsn.split("://", 1)[1]  # the other spelling the contract accepts
+    again = mod.ModelMonitor(short, clock=Clock(CHANGE + DAY))
     assert_metrics(again.compute_metrics("1d"), reference_metrics(part, CHANGE, CHANGE + DAY),
-                   "compute_metrics('1d') on PostgreSQL, from a new monitor")
+                   "compute_metrics('1d') on PostgreSQL, from a new monitor given a postgres:// URL")
     p, _ = reference_test(part, CHANGE + DAY, DAY, 3 * DAY)
     assert_verdict(again.detect_degradation("1d", "3d"), p, True, "detect_degradation('1d', '3d') on PostgreSQL")
     with postgres.connect(dbname=name) as conn:
