@@ -162,6 +162,7 @@ class Grading:
 
     def __init__(self, config: pytest.Config):
         self.config = config
+        self.target = paths.resolve_target(target_option(config))  # the folder being graded
         self.results: dict[str, CheckResult] = {}
         self.order: list[str] = []
         self.keep_going = bool(
@@ -210,10 +211,8 @@ class Grading:
         )
         if not usable:
             return (yield)
-        target = paths.resolve_target(target_option(self.config))
-
         def expire(signum, frame):
-            where = _running_at(frame, target)
+            where = _running_at(frame, self.target)
             if by_budget:
                 limit = f"when {exercise}'s time budget of {self.budget:g} s ran out"
             else:
@@ -334,7 +333,7 @@ class Grading:
         return {
             "score": sum(c.points for c in checks),
             "max_score": sum(c.max_points for c in checks),
-            "target": str(paths.resolve_target(target_option(self.config))),
+            "target": str(self.target),
             "exercises": exercises,
             "tests": [
                 {
