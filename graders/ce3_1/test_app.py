@@ -850,6 +850,33 @@ def test_key_is_served_again_after_retry_after(fleet):
 
 
 @pytest.mark.points(1)
+@pytest.mark.covers("retry-after-honest", "rate-limit-shared")
+def test_redis_limited_key_is_served_again_after_retry_after(started, load_module, monkeypatch, fleet, redis):
+    """With REDIS_URL and a 2 s window, a refused key is served again once its Retry-After has passed."""
+    limit, window = 2, 2.0
+    key = "redis-window-" + secrets.token_hex(8)
+    module = in_process(load_module, monkeypatch, fleet, {
+        "API_KEYS": key, "REDIS_URL": redis.url, "RATE_LIMIT": str(limit), "RATE_LIMIT_WINDOW": f"{window:g}"})
+    row = rows(1, seed=29)[0]
+    what = f"the app with REDIS_URL, RATE_LIMIT={limit}, RATE_LIMIT_WINDOW={window:g} (served in the grader's process)"
+    with serve_in_process(module.app) as client:
+        responses = []
+        for _ in range(3 * limit + 1):  # until the first refusal; how many are served is checked elsewhere
+            responses.append(client.post("/predict", json={"features": row}, headers={"X-API-Key": key}))
+            if responses[-1].status_code != 200:
+                break
+        expect_status(responses[-1], 429, f"{what}: request {len(responses)} of a quick burst with one key")
+        header = responses[-1].headers.get("retry-after", "")
+        assert header.strip().isdigit() and 1 <= int(header) <= math.ceil(window), (
+            f"{what}: the 429 should carry Retry-After between 1 and {math.ceil(window)}; got {header!r}"
+        )
+        time.sleep(int(header) + 0.05)
+        response = client.post("/predict", json={"features": row}, headers={"X-API-Key": key})
+        expect_status(response, 200, f"{what}: POST /predict {header} s (the 429's Retry-After) after the refusal "
+                                     "(is the Redis key's expiry set in the window's unit?)")
+
+
+@pytest.mark.points(1)
 @pytest.mark.covers("constant-time")
 def test_keys_are_compared_with_compare_digest(started, load_module, monkeypatch, fleet):
     """The presented key reaches hmac.compare_digest (or secrets.compare_digest), valid or not."""
