@@ -449,13 +449,22 @@ def test_a_late_label_stays_with_its_predictions_window(fresh):
 @pytest.mark.points(1)
 @pytest.mark.covers("label-replace")
 def test_a_second_label_replaces_the_first(fresh):
-    """Recording a label twice keeps the later one."""
+    """Recording a label twice keeps the later one, and the next metrics see it (no stale result)."""
     monitor, _ = fresh(T0 + DAY)
     pid = monitor.track_prediction({"k": 0}, 1, timestamp=T0 + timedelta(hours=1))
     monitor.record_actual(pid, 0)
+    assert_metric(monitor.compute_metrics("1d"), "accuracy", 0.0, "compute_metrics after the first label (0)")
     monitor.record_actual(pid, 1)
     assert get(monitor.get_prediction(pid), "actual", "get_prediction") == 1
-    assert_metric(monitor.compute_metrics("1d"), "accuracy", 1.0, "compute_metrics after the label was corrected")
+    assert_metric(
+        monitor.compute_metrics("1d"), "accuracy", 1.0,
+        "compute_metrics called again after the label was corrected to 1 (a result kept from the first call?)",
+    )
+    monitor.track_prediction({"k": 1}, 0, 1, timestamp=T0 + timedelta(hours=2))
+    again = monitor.compute_metrics("1d")
+    assert get(again, "n_predictions", "compute_metrics after one more prediction") == 2, (
+        "compute_metrics('1d') called a third time should count the prediction tracked since the last call"
+    )
 
 
 @pytest.mark.points(1)
