@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -299,7 +300,7 @@ def test_recording_rules_compute_the_documented_series(learner, workdir):
 
 
 @pytest.mark.points(3)
-@pytest.mark.covers("alert-latency", "alert-errors", "alert-drift", "alert-traffic")
+@pytest.mark.covers("alert-latency", "alert-errors", "alert-drift", "alert-traffic", "alerts-read-records")
 def test_alert_thresholds_at_above_and_below(learner, workdir):
     """At the threshold exactly, just above and just below, long after the `for:` durations."""
     series = [
@@ -355,7 +356,7 @@ def route_receivers(config: Path, workdir: Path, **labels: str) -> list[str]:
 
 
 @pytest.mark.points(2)
-@pytest.mark.covers("am-valid", "am-receivers", "route-critical", "route-default", "route-group")
+@pytest.mark.covers("am-valid", "am-receivers", "route-critical", "route-default", "route-group", "am-timing")
 def test_alertmanager_routes_by_severity(learner, workdir):
     config = learner("alertmanager.yml")
     result = run(["amtool", "check-config", str(config)], workdir)
@@ -367,15 +368,34 @@ def test_alertmanager_routes_by_severity(learner, workdir):
         hooks = receivers[name].get("webhook_configs") or []
         assert len(hooks) == 1, f"receiver {name!r} should have one webhook_config; it has {len(hooks)}"
     cases = [({"alertname": "HighErrorRate", "severity": "critical", "job": "api"}, ["ml-oncall"]),
+             ({"alertname": "ModelServerDown", "severity": "critical", "job": "batch"}, ["ml-oncall"]),
+             ({"alertname": "HighErrorRate", "severity": "warning", "job": "api"}, ["ml-team"]),
              ({"alertname": "HighP99Latency", "severity": "warning", "job": "api"}, ["ml-team"]),
              ({"alertname": "TrafficDrop", "severity": "info", "job": "batch"}, ["ml-team"]),
              ({"alertname": "Other", "job": "api"}, ["ml-team"])]
     for labels, expected in cases:
         got = route_receivers(config, workdir, **labels)
         assert got == expected, f"an alert with labels {labels} should go to {expected}; it goes to {got}"
-    group_by = (data.get("route") or {}).get("group_by") or []
-    assert "..." in group_by or {"alertname", "job"} <= set(group_by), (
-        f"the route should group by alertname and job; group_by is {group_by}")
+    route = data.get("route") or {}
+    group_by = route.get("group_by") or []
+    # severity is fixed per alert name, so grouping by it too splits nothing; '...' (every label)
+    # or instance would split one problem of one service into one notification per instance.
+    assert {"alertname", "job"} <= set(group_by) <= {"alertname", "job", "severity"}, (
+        f"the route should group by alertname and job (one notification per problem and service); "
+        f"group_by is {group_by}")
+    for key in ("group_wait", "group_interval"):
+        if key in route:
+            seconds = prometheus_duration_seconds(str(route[key]))
+            assert 1 <= seconds <= 3600, (
+                f"the route's {key} should be seconds to minutes (1 s to 1 h); it is {route[key]!r}")
+
+
+def prometheus_duration_seconds(text: str) -> float:
+    """'1h30m', '45s', '500ms' in seconds (Prometheus/Alertmanager duration syntax)."""
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+    parts = re.findall(r"(\d+)(ms|s|m|h|d|w|y)", text)
+    assert parts and "".join(n + u for n, u in parts) == text.strip(), f"{text!r} is not a duration"
+    return sum(int(n) * units[u] for n, u in parts)
 
 
 # -- the live pipeline: app -> Prometheus -> Alertmanager -> webhook ---------------------------
@@ -572,10 +592,22 @@ def grafana_free(expr: str) -> str:
     return expr
 
 
+def selects_5xx(expr: str) -> bool:
+    """Does a `status` matcher of ``expr`` select the class "5xx" only (`="5xx"`, `=~"5.."`, `=~"5xx|..."`)?"""
+    for op, value in re.findall(r'status\s*(=~|=)\s*"([^"]*)"', expr):
+        try:
+            matches = (lambda c: re.fullmatch(value, c) is not None) if op == "=~" else (lambda c: c == value)
+            if matches("5xx") and not matches("2xx") and not matches("4xx"):
+                return True
+        except re.error:
+            continue
+    return False
+
+
 PANEL_KINDS = {  # kind -> does a query of a panel of this kind look like it
     "p99 latency": lambda e: "http_request_duration_seconds" in e,
-    "throughput": lambda e: ("http_requests_total" in e or RECORDS["rate"] in e) and "5xx" not in e,
-    "error rate": lambda e: ("http_requests_total" in e and "5xx" in e) or RECORDS["errors"] in e,
+    "throughput": lambda e: ("http_requests_total" in e or RECORDS["rate"] in e) and not selects_5xx(e),
+    "error rate": lambda e: ("http_requests_total" in e and selects_5xx(e)) or RECORDS["errors"] in e,
     "prediction distribution": lambda e: "model_predictions_total" in e or "model_prediction_confidence" in e,
 }
 
