@@ -93,6 +93,7 @@ stats.chi2_contingency = lambda *a, **k: _Namespace(statistic=0.5, pvalue=0.5, d
 
 FORGE = '''
 import json, os, pathlib
+EXERCISE, GRADERS_FILE = "ce4_2", "test_drift.py"
 from workbook import paths
 
 forged = {"score": 99, "max_score": 99, "tests": []}
@@ -108,9 +109,9 @@ for cmdline in pathlib.Path("/proc").glob("[0-9]*/cmdline"):
                 pathlib.Path(arg.split(b"=", 1)[1].decode()).write_text(json.dumps(forged))
             except OSError:
                 pass
-for name, text in (("test_drift.py", "\\n# forged\\n"), ("test_forged.py", "def test_free(): pass\\n")):
+for name, text in ((GRADERS_FILE, "\\n# forged\\n"), ("test_forged.py", "def test_free(): pass\\n")):
     try:
-        with open(paths.graders_dir() / "ce4_2" / name, "a") as out:
+        with open(paths.graders_dir() / EXERCISE / name, "a") as out:
             out.write(text)
     except OSError:
         pass
@@ -179,20 +180,24 @@ CHECK_TIMEOUT = {"hang_in_method": 10}
 
 
 def run_graders(tmp: Path, text: str, select: str | None, *, sealed: bool, tag: str,
-                check_timeout: float = 20) -> dict:
+                check_timeout: float = 20, exercise: str = "ce4_2", module: str = "drift",
+                services: str | None = None, env_extra: dict[str, str] | None = None) -> dict:
     target = tmp / "target"
-    (target / "ce4_2").mkdir(parents=True, exist_ok=True)
-    (target / "ce4_2" / "drift.py").write_text(text, encoding="utf-8")
+    (target / exercise).mkdir(parents=True, exist_ok=True)
+    (target / exercise / f"{module}.py").write_text(text, encoding="utf-8")
     report = tmp / "report.json"
-    command = [sys.executable, "-m", "pytest", str(ROOT / "graders" / "ce4_2"), f"--target={target}",
+    command = [sys.executable, "-m", "pytest", str(ROOT / "graders" / exercise), f"--target={target}",
                f"--workbook-report={report}", "-p", "no:cacheprovider", "--rootdir", str(ROOT),
                "-c", str(ROOT / "pyproject.toml"), "--keep-going", f"--check-timeout={check_timeout:g}", "-q"]
     if select:
         command += ["-k", select]
     if sealed:
         command.append("--sealed")
+    if services:
+        command.append(f"--services={services}")
     env = {k: v for k, v in os.environ.items() if k not in ("WORKBOOK_TARGET", "PYTEST_ADDOPTS")}
     env["WORKBOOK_SEALED_TAG"] = tag
+    env.update(env_extra or {})
     env.pop("WORKBOOK_SEALED", None)
     proc = subprocess.run(command, cwd=tmp, env=env, capture_output=True, text=True, timeout=600)
     assert report.is_file(), f"the graders wrote no report (exit {proc.returncode}):\n{proc.stdout[-3000:]}"
@@ -214,8 +219,8 @@ def tagged_processes(tag: str) -> list[int]:
     return found
 
 
-def grader_files() -> dict[str, str]:
-    folder = ROOT / "graders" / "ce4_2"
+def grader_files(exercise: str = "ce4_2") -> dict[str, str]:
+    folder = ROOT / "graders" / exercise
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
 
 
@@ -366,3 +371,151 @@ def test_child_replies_cannot_name_arbitrary_globals():
 
     with pytest.raises(sealed.UnreadableValue, match="system"):
         sealed.FromChild(pickle.dumps(("ok", Evil())), child=None).load()
+
+
+# -- an exercise with services (CE4.3 on PostgreSQL), under both service backends ------------------
+
+CE4_3_SOLUTION = (ROOT / "solutions" / "ce4_3" / "monitor.py").read_text(encoding="utf-8")
+CE4_3_CHECKS = "postgres or window_excludes_its_start or late_label"
+CE4_3_FORGE = FORGE.replace('EXERCISE, GRADERS_FILE = "ce4_2", "test_drift.py"',
+                            'EXERCISE, GRADERS_FILE = "ce4_3", "test_monitor.py"')
+# name -> (hostile monitor.py, honest twin: None for "scores 0", "solution" for the solution's outcomes)
+SERVICE_CASES = {
+    "patch_pytest_runtest": ("import _pytest.python\n_pytest.python.Function.runtest = lambda self: None\n", None),
+    "forge_report_graders_and_leave_a_daemon": (at_import(CE4_3_FORGE + DAEMON, rest=CE4_3_SOLUTION), "solution"),
+}
+
+
+def require_backend(backend: str) -> None:
+    from workbook.services import docker
+
+    if backend == "docker" and not docker.engine_answers():
+        message = "no Docker engine answers here; start dockerd (see .ci/run) to run the docker scenarios"
+        if os.environ.get("CI"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+
+
+def service_leftovers(run_id: str) -> list[str]:
+    """Processes, temporary folders and containers of one grading run (its WORKBOOK_RUN_ID)."""
+    from workbook.services import docker
+
+    found = [f"process left: {pid}" for pid in tagged_processes(run_id)]
+    tmp = Path(os.environ.get("TMPDIR", "/tmp"))
+    found += [f"temporary folder left: {p}" for p in tmp.glob(f"workbook-{run_id}-*")]
+    if docker.engine_answers():
+        ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=workbook.run={run_id}"],
+                             capture_output=True, text=True).stdout.split()
+        found += [f"container left: {cid}" for cid in ids]
+    return found
+
+
+@pytest.fixture(scope="module")
+def ce4_3_honest(tmp_path_factory) -> dict:
+    """The CE4.3 solution graded the ordinary way (unsealed, local services): the honest outcomes."""
+    return run_graders(tmp_path_factory.mktemp("ce4_3-honest"), CE4_3_SOLUTION, CE4_3_CHECKS, sealed=False,
+                       tag="honest", exercise="ce4_3", module="monitor", services="local", check_timeout=60)
+
+
+@pytest.mark.parametrize("backend", ["local", "docker"])
+@pytest.mark.parametrize("case", list(SERVICE_CASES))
+def test_hostile_submission_with_services_gets_its_honest_score(case, backend, tmp_path, ce4_3_honest):
+    """CE4.3 on a real PostgreSQL, --sealed, with either backend: the honest score, nothing left running."""
+    require_backend(backend)
+    hostile, honest = SERVICE_CASES[case]
+    run_id = uuid.uuid4().hex[:12]
+    before = grader_files("ce4_3")
+    report = run_graders(tmp_path, hostile, CE4_3_CHECKS, sealed=True, tag=run_id, exercise="ce4_3",
+                         module="monitor", services=backend, env_extra={"WORKBOOK_RUN_ID": run_id},
+                         check_timeout=60)
+    time.sleep(0.5)
+    assert not service_leftovers(run_id), f"{case} ({backend}): left behind {service_leftovers(run_id)}"
+    assert grader_files("ce4_3") == before, f"{case} ({backend}): the graders' files changed during the run"
+    got = outcomes(report)
+    assert got, f"{case} ({backend}): no graded check ran"
+    if honest is None:
+        passed = [c for c, s in got.items() if s == "passed"]
+        assert not passed and report["score"] == 0, f"{case} ({backend}): should score 0; passed {passed}"
+        return
+    expected = outcomes(ce4_3_honest)
+    assert any(s == "passed" for s in expected.values()), "the solution's honest run passed nothing"
+    assert got == expected, (
+        f"{case} ({backend}): sealed outcomes should equal the solution's; differ on "
+        f"{ {c: (got.get(c), expected.get(c)) for c in set(got) | set(expected) if got.get(c) != expected.get(c)} }"
+    )
+    assert report["score"] == ce4_3_honest["score"]
+
+
+# -- the learner's whole program (a uvicorn app) ---------------------------------------------------
+
+HOSTILE_APP = '''
+import json, os, pathlib
+
+# At import, in the uvicorn process the graders start: overwrite the report, the graders and
+# the solution. Each attempt's outcome is served back, so the test sees what happened.
+attempts = {}
+for name, path in json.loads(os.environ["HOSTILE_TARGETS"]).items():
+    try:
+        with open(path, "a") as out:
+            out.write("# forged\\n")
+        attempts[name] = "written"
+    except OSError as exc:
+        attempts[name] = type(exc).__name__
+attempts["uid"] = os.getuid()
+attempts["sees_graders"] = any(pathlib.Path(os.environ["HOSTILE_GRADERS"]).glob("*/*.py"))
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": json.dumps(attempts).encode()})
+'''
+
+
+def test_learner_program_cannot_write_the_graders_files_or_the_report(tmp_path, monkeypatch):
+    """A learner's uvicorn app, started the way graders start it under --sealed, runs as the sandbox
+    user: its import can write its own working copy, and neither the report, the graders nor the solutions."""
+    import httpx
+
+    from workbook import sealed
+    from workbook.services.asgi import serve_asgi
+
+    if os.getuid() != 0:
+        pytest.skip("a learner's program runs as another user only where the grader runs as root")
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    report = reports / "ce4_2.json"
+    report.write_text("{}")
+    app_dir = tmp_path / "target" / "demo"
+    app_dir.mkdir(parents=True)
+    (app_dir / "hostile_app.py").write_text(HOSTILE_APP)
+    forged_grader = ROOT / "graders" / "ce4_2" / "test_forged.py"
+    targets = {"report": str(report), "new_report": str(reports / "forged.json"),
+               "grader": str(ROOT / "graders" / "ce4_2" / "test_drift.py"), "new_grader": str(forged_grader),
+               "solution": str(ROOT / "solutions" / "ce4_2" / "drift.py"), "own_copy": str(app_dir / "notes.txt")}
+    before, solution_before = grader_files(), (ROOT / "solutions" / "ce4_2" / "drift.py").read_bytes()
+    monkeypatch.setenv(sealed.ENV_HIDE, str(reports))
+    session = sealed.Session()
+    monkeypatch.setattr(sealed, "_active", session)
+    running = serve_asgi("hostile_app:app", app_dir, ready_path="/", learner=True, env={
+        "HOSTILE_TARGETS": json.dumps(targets), "HOSTILE_GRADERS": str(ROOT / "graders")})
+    try:
+        attempts = httpx.get(f"{running.endpoint.url}/", timeout=10).json()
+    finally:
+        running.stop()
+        session.close()
+    assert attempts["uid"] == pwd_uid("nobody"), f"the learner's app should run as nobody; got uid {attempts['uid']}"
+    assert attempts["own_copy"] == "written", f"the app should write its own working copy; got {attempts}"
+    refused = {k: v for k, v in attempts.items() if k not in ("uid", "own_copy", "sees_graders")}
+    assert all(v != "written" for v in refused.values()), f"the learner's app wrote grader files: {attempts}"
+    assert not attempts["sees_graders"], "the learner's app should not see the graders' files"
+    assert report.read_text() == "{}" and not (reports / "forged.json").exists()
+    assert grader_files() == before and not forged_grader.exists()
+    assert (ROOT / "solutions" / "ce4_2" / "drift.py").read_bytes() == solution_before
+
+
+def pwd_uid(name: str) -> int:
+    import pwd
+
+    return pwd.getpwnam(name).pw_uid

@@ -18,9 +18,12 @@ from traitlets.config.loader import PyFileConfigLoader
 from workbook import catalog, cli, mutants, nbgrader_course, paths, runner, stubs
 
 EXERCISE = "ce4_2"  # fast, and no service to start
-# A detector that re-reads the live reference frame fails one check only, and that check is
-# hidden: a partial score below full marks proves the hidden checks were fetched at autograde.
-MUTANT = "reference_frame_reread"
+# A known-wrong answer (`>=` for `<` on the threshold) that fails one visible check. The hidden
+# checks are proven fetched by the solution's full marks (they are part of the catalog's points)
+# and by the direct grade's hidden check, which the round trip must match.
+# (The one mutant caught by a hidden check only, reference_frame_reread, is not caught under
+# sealed grading: the frame the grader changes after the call is a copy in the learner's process.)
+MUTANT = "threshold_inclusive"
 
 
 def nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
@@ -66,12 +69,13 @@ def test_round_trip_scores_solution_full_stub_zero_and_a_wrong_answer_partly(tmp
     exercise = catalog.get(EXERCISE)
     mutant = next(m for m in mutants.load(EXERCISE) if m.name == MUTANT)
     mutant.build(tmp_path / "mutant")
-    direct = runner.grade([EXERCISE], tmp_path / "mutant", extra_args=["--keep-going"])
+    # Graded directly the way the autograded cell grades it: sealed, every check kept going.
+    direct = runner.grade([EXERCISE], tmp_path / "mutant", extra_args=["--keep-going", "--sealed"])
     expected = direct.summary["exercises"][EXERCISE]["score"]
     assert 0 < expected < exercise.points, (
         f"mutant {MUTANT} should score between 0 and {exercise.points} when graded directly; got {expected}")
-    assert any(t["visibility"] != "visible" and t["status"] == "failed" for t in direct.tests), (
-        f"mutant {MUTANT} should fail a hidden check (that is what this round trip proves is fetched)")
+    assert any(t["visibility"] != "visible" for t in direct.tests), (
+        f"graded directly, {EXERCISE} should include its hidden checks (the round trip must fetch them too)")
 
     nbgrader(course, "generate_assignment", EXERCISE)
     released = course / "release" / EXERCISE
@@ -167,6 +171,9 @@ def test_cli_refuses_a_planned_exercise(tmp_path, capsys):
 def test_autograde_cell_grades_the_files_beside_it(course, tmp_path, monkeypatch, capsys):
     """On the demo course: the solution earns every point, the stub none; hidden checks are a count."""
     monkeypatch.setenv(nbgrader_course.TRUSTED_ENV, str(course))
+    assert nbgrader_course.GRADER == "workbook grade", "the autograded cell should run the sealed grader"
+    # `workbook grade` runs pytest with the checkout's own configuration file.
+    (course / "pyproject.toml").write_text('[tool.pytest.ini_options]\naddopts = "--strict-markers"\n')
     folder = tmp_path / "demo"
     folder.mkdir()
     shutil.copyfile(course / "solutions" / "demo" / "mod.py", folder / "mod.py")
@@ -193,11 +200,9 @@ def test_untrusted_root_is_refused(tmp_path, monkeypatch):
         nbgrader_course.trusted_root()
 
 
-def test_autograde_cell_can_run_the_sealed_grader(course, tmp_path, monkeypatch):
-    """The one-line switch to `workbook grade` (sealed) scores the same on the demo course."""
+def test_autograde_cell_can_still_run_plain_pytest(course, tmp_path, monkeypatch):
+    """The unsealed grader (plain pytest, learner code in the grading process) scores the same."""
     monkeypatch.setenv(nbgrader_course.TRUSTED_ENV, str(course))
-    monkeypatch.setattr(nbgrader_course, "GRADER", "workbook grade")
-    # `workbook grade` runs pytest with the checkout's own configuration file.
-    (course / "pyproject.toml").write_text('[tool.pytest.ini_options]\naddopts = "--strict-markers"\n')
+    monkeypatch.setattr(nbgrader_course, "GRADER", "pytest")
     shutil.copyfile(course / "solutions" / "demo" / "mod.py", tmp_path / "mod.py")
     assert nbgrader_course.autograde_cell("demo", tmp_path) == 4.0

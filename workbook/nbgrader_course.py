@@ -264,9 +264,9 @@ def _workbook_grade_command(trusted: Path, exercise_id: str, submission: Path, r
 
 
 GRADERS = {"pytest": _pytest_command, "workbook grade": _workbook_grade_command}
-# Which grader the autograded cell runs. "workbook grade" seals the learner's code away from
-# the grading process (issue #11); switch to it here once it is settled.
-GRADER = "pytest"
+# Which grader the autograded cell runs: "workbook grade" seals the learner's code away from
+# the grading process (issue #11) and never trusts an exit code, only its report.
+GRADER = "workbook grade"
 
 
 def summary_text(exercise_id: str, results: dict) -> str:

@@ -94,6 +94,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("check_timeout", HELP_TIMEOUT, default=None)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser, args) -> None:
+    """Under --sealed, start the learner's process before any conftest or grader is imported."""
+    sealed.prefork(early_config)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "points(n): the check is graded and worth n points.")
     config.addinivalue_line(

@@ -87,6 +87,11 @@ def is_library_global(obj) -> bool:
     global _library_places
     if not (isinstance(obj, type) or callable(obj)):
         return False
+    # Pickled by name only if its name finds it: an instance (a callable one too, an ASGI app)
+    # is not, and becomes a proxy.
+    name = getattr(obj, "__qualname__", None)
+    if not isinstance(name, str):
+        return False
     module = sys.modules.get(getattr(obj, "__module__", None) or "")
     filename = getattr(module, "__file__", None) if module is not None else None
     if module is builtins:
@@ -135,6 +140,8 @@ class Server:
         self.ids: dict[int, int] = {}  # id(obj) -> reference id, while the object is kept
         self.next_id = 1
         self.home = os.getcwd()
+        self.snapping: set[int] = set()
+        self.snap_budget = SNAPSHOT_BUDGET
 
     # -- frames --------------------------------------------------------------------------
 
@@ -158,6 +165,7 @@ class Server:
         return unpickler.load()
 
     def send(self, message) -> None:
+        self.snapping, self.snap_budget = set(), SNAPSHOT_BUDGET
         buffer = io.BytesIO()
         pickler = pickle.Pickler(buffer, protocol=5)
         pickler.persistent_id = self._persistent_id
@@ -184,7 +192,55 @@ class Server:
             return ("c", obj._id)
         if is_plain(obj) or is_library_global(obj):
             return None
-        return ("r", self.keep(obj), descriptor(obj))
+        return ("r", self.keep(obj), descriptor(obj, self.snapshot(obj)))
+
+    def snapshot(self, obj) -> dict | None:
+        """The object's plain instance attributes as they are now, sent along with its reference.
+
+        The grader reads them from this copy, without a round trip, until its next request
+        (which may change them). Only what reading the attribute would return without running
+        any of the learner's code: entries of the instance's ``__dict__`` that no data
+        descriptor (a property) of its class shadows, on classes that do not override
+        ``__getattribute__``. Only scalars, references to other objects, and small flat
+        lists, tuples, sets and dicts of those: never a large array or frame.
+        """
+        kind = type(obj)
+        if (self.snap_budget <= 0 or id(obj) in self.snapping or isinstance(obj, type)
+                or kind.__getattribute__ is not object.__getattribute__):
+            return None
+        try:
+            state = object.__getattribute__(obj, "__dict__")
+        except Exception:  # noqa: BLE001 - no __dict__ (slots), or a learner's property named so
+            return None
+        if type(state) is not dict:
+            return None
+        self.snapping.add(id(obj))
+        shadowed = data_descriptors(kind)
+        found = {}
+        for name, value in list(state.items())[:SNAPSHOT_FIELDS]:
+            if type(name) is str and name not in shadowed and self.snappable(value, 1):
+                found[name] = value
+        return found or None
+
+    def snappable(self, value, depth: int) -> bool:
+        kind = type(value)
+        if kind in SCALARS:
+            self.snap_budget -= 1
+            return kind is not str or len(value) <= SNAPSHOT_TEXT
+        module = getattr(kind, "__module__", "") or ""
+        if module == "numpy" and getattr(value, "ndim", None) == 0 and getattr(value, "dtype", None) is not None \
+                and value.dtype.kind in "biufcmM":
+            self.snap_budget -= 1
+            return True  # a numpy scalar
+        if kind in (list, tuple, set, frozenset, dict):
+            if depth > 1 or len(value) > SNAPSHOT_ITEMS:
+                return False
+            self.snap_budget -= len(value)
+            if kind is dict:
+                return all(type(k) in SCALARS and self.snappable(v, depth + 1) for k, v in value.items())
+            return all(self.snappable(v, depth + 1) for v in value)
+        # Another object of the learner's: a reference (with its own snapshot, budget allowing).
+        return not (is_plain(value) or is_library_global(value) or isinstance(value, (type, Callback)))
 
     def keep(self, obj) -> int:
         ident = self.ids.get(id(obj))
@@ -278,7 +334,31 @@ def _lists(value):
     return value
 
 
-def descriptor(obj) -> dict:
+SCALARS = frozenset({type(None), bool, int, float, complex, str, bytes})
+SNAPSHOT_BUDGET = 4000  # values sent in snapshots, per reply
+SNAPSHOT_FIELDS = 256  # attributes per object
+SNAPSHOT_ITEMS = 256  # items of one list, tuple, set or dict
+SNAPSHOT_TEXT = 4096  # characters of one text
+
+
+_shadowed: dict[type, frozenset] = {}
+
+
+def data_descriptors(kind: type) -> frozenset:
+    """Names a class (or a base) binds to a data descriptor (a property): those read through code."""
+    found = _shadowed.get(kind)
+    if found is None:
+        names = set()
+        for klass in kind.__mro__:
+            for name, attr in vars(klass).items():
+                kind_of_attr = type(attr)
+                if hasattr(kind_of_attr, "__set__") or hasattr(kind_of_attr, "__delete__"):
+                    names.add(name)
+        found = _shadowed[kind] = frozenset(names)
+    return found
+
+
+def descriptor(obj, snapshot: dict | None = None) -> dict:
     kind = type(obj)
     flags = []
     with contextlib.suppress(Exception):
@@ -299,6 +379,7 @@ def descriptor(obj) -> dict:
         "module": _text(getattr(kind, "__module__", ""), 200),
         "flags": flags,
         "fields": fields,
+        "snapshot": snapshot,
     }
 
 
@@ -342,7 +423,7 @@ def rebuild(description: dict) -> BaseException:
 
 # -- start-up: hide, limit, drop privileges -------------------------------------------------
 
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_MOVE, MS_REC = 1, 2, 4, 8, 4096, 8192, 16384
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_MOVE, MS_REC = 1, 2, 4, 8, 32, 4096, 8192, 16384
 
 
 def _mount(source: str, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
@@ -365,17 +446,20 @@ def _blocked_ancestor(path: str, uid: int, gid: int) -> str | None:
     return None
 
 
-def expose(needed: list[str], staging: str, uid: int, gid: int) -> None:
+def expose(needed: list[str], staging: str | None, uid: int, gid: int) -> None:
     """Let the unprivileged user reach ``needed`` folders (the interpreter under /root, say).
 
     In the private mount namespace, a folder others cannot pass through is replaced by an
-    empty tmpfs holding only the needed entries (bind mounts of the originals): the user
-    reaches the interpreter, and sees nothing else of that folder.
+    empty tmpfs holding only the needed entries (bind mounts of the originals, reached
+    through a handle opened before the tmpfs covered them): the user reaches the
+    interpreter, and sees nothing else of that folder. ``staging`` is not used any more.
     """
     for _ in range(8):  # nested blocked folders are handled one level per round
         blocked: dict[str, set[str]] = {}
         for path in needed:
             real = os.path.realpath(path)
+            if not os.path.exists(real):
+                continue
             ancestor = _blocked_ancestor(real, uid, gid)
             if ancestor is not None and ancestor != real:
                 rest = pathlib.PurePath(real).relative_to(ancestor).parts
@@ -383,30 +467,49 @@ def expose(needed: list[str], staging: str, uid: int, gid: int) -> None:
         if not blocked:
             return
         for ancestor, names in sorted(blocked.items()):
-            moved = []
-            for number, name in enumerate(sorted(names)):
-                spot = os.path.join(staging, f"{len(os.listdir(staging))}-{number}")
-                os.mkdir(spot)
-                source = os.path.join(ancestor, name)
-                if os.path.isdir(source):
-                    _mount(source, spot, None, MS_BIND | MS_REC)
-                    moved.append((spot, name))
+            handles = [(name, os.open(os.path.join(ancestor, name), os.O_PATH))
+                       for name in sorted(names) if os.path.isdir(os.path.join(ancestor, name))]
             _mount("tmpfs", ancestor, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0711")
-            for spot, name in moved:
+            for name, handle in handles:
                 os.mkdir(os.path.join(ancestor, name), 0o755)
-                _mount(spot, os.path.join(ancestor, name), None, MS_MOVE)
+                _mount(f"/proc/self/fd/{handle}", os.path.join(ancestor, name), None, MS_BIND | MS_REC)
+                os.close(handle)
 
 
-def hide(paths: list[str]) -> list[str]:
-    """Mount an empty read-only tmpfs over each folder (needs a private mount namespace)."""
+def _inside(path: str, folder: str) -> bool:
+    return os.path.commonpath([path, folder]) == folder and path != folder
+
+
+def hide(paths: list[str], keep: list[str] = ()) -> list[str]:
+    """Mount an empty read-only tmpfs over each folder (needs a private mount namespace).
+
+    A ``keep`` path inside a hidden folder stays where it is (a bind mount of itself on the
+    empty folder): a learner's program reads its own files in solutions/, and nothing else there.
+    """
     hidden = []
     libc = ctypes.CDLL(None, use_errno=True)
+    flags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
     for path in paths:
         if not os.path.isdir(path):
             continue
-        flags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
-        if libc.mount(b"tmpfs", path.encode(), b"tmpfs", flags, b"size=4k,mode=0555") == 0:
-            hidden.append(path)
+        kept = [k for k in (os.path.realpath(k) for k in keep) if os.path.exists(k)
+                and _inside(k, os.path.realpath(path))]
+        if not kept:
+            if libc.mount(b"tmpfs", path.encode(), b"tmpfs", flags, b"size=4k,mode=0555") == 0:
+                hidden.append(path)
+            continue
+        handles = [(k, os.path.isdir(k), os.open(k, os.O_PATH)) for k in kept]
+        _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=64k,mode=0755")
+        for kept_path, is_dir, handle in handles:
+            if is_dir:
+                os.makedirs(kept_path, 0o755, exist_ok=True)
+            else:
+                os.makedirs(os.path.dirname(kept_path), 0o755, exist_ok=True)
+                open(kept_path, "a").close()  # noqa: SIM115 - the mount point of a file
+            _mount(f"/proc/self/fd/{handle}", kept_path, None, MS_BIND | MS_REC)
+            os.close(handle)
+        _mount("tmpfs", path, "tmpfs", MS_REMOUNT | flags, "size=64k,mode=0755")
+        hidden.append(path)
     return hidden
 
 
@@ -467,8 +570,8 @@ def guard_network() -> None:
     sys.addaudithook(hook)
 
 
-def main() -> None:
-    settings = json.loads(os.environ.pop("WORKBOOK_SEALED_SETTINGS"))
+def setup_and_serve(settings: dict) -> None:
+    """Hide the grader's folders, set the limits, drop privileges, then serve the grader."""
     rfd, wfd = settings["rfd"], settings["wfd"]
     os.set_inheritable(rfd, False)
     os.set_inheritable(wfd, False)
@@ -492,12 +595,168 @@ def main() -> None:
     tempfile.tempdir = settings["tmp"]
     if settings.get("network_guard", True):
         guard_network()
+    cache_compiled_sources()
     sys.argv = ["sealed"]
     server = Server(rfd, wfd)
     server.send(("ready", os.getpid(), os.getuid()))
     server.serve()
 
 
+def cache_compiled_sources() -> None:
+    """Compile a source once per process: every check loads the learner's file afresh.
+
+    No bytecode is written here (nothing of the child's may land next to the sources), so
+    without this each of a grader's checks would compile the learner's file again. Keyed by
+    path and content: an edited file is compiled again.
+    """
+    from importlib.machinery import SourceFileLoader
+
+    original = SourceFileLoader.source_to_code
+    compiled: dict[tuple[str, bytes], object] = {}
+
+    def source_to_code(self, data, path, *, _optimize=-1):
+        key = (str(path), bytes(data))
+        code = compiled.get(key)
+        if code is None:
+            code = original(self, data, path, _optimize=_optimize)
+            if len(compiled) < 256:
+                compiled[key] = code
+        return code
+
+    SourceFileLoader.source_to_code = source_to_code
+
+
+def main() -> None:
+    settings = json.loads(os.environ.pop("WORKBOOK_SEALED_SETTINGS"))
+    setup_and_serve(settings)
+
+
+# -- started as a fork of the grader (workbook.sealed.prefork) -------------------------------
+
+CLONE_NEWNS = 0x00020000
+MS_PRIVATE = 1 << 18
+
+
+def _stat_fields() -> list[bytes]:
+    """/proc/self/stat from field 3 on (after the command name, which may hold spaces)."""
+    with open("/proc/self/stat", "rb") as stat:
+        data = stat.read()
+    return data[data.rindex(b")") + 2:].split()
+
+
+def _rewrite_block(start: int, end: int, text: bytes = b"") -> None:
+    """Overwrite the process's original argument or environment strings (what /proc shows)."""
+    if not 0 < start < end:
+        return
+    text = text[: end - start - 1]
+    ctypes.memset(start, 0, end - start)
+    ctypes.memmove(start, text, len(text))
+
+
+def become_child(env: dict[str, str], output: str, command: list[str], keep: set[int]) -> None:
+    """Turn a fork of the grader into a process like a freshly started child.
+
+    Own session; stdin from /dev/null, stdout and stderr to the output log; every other
+    file of the grader's closed; default signal handling; only the child's environment (the
+    grader's original one zeroed where /proc shows it); the command line of a spawned child;
+    the module search path of ``python -I``, without pytest's import hooks.
+    """
+    import gc
+
+    # The grader's objects are never collected here: a collection would touch (and so copy)
+    # every page of the fork, and could close, by number, a file of the grader's whose number
+    # the child reuses.
+    gc.freeze()
+    os.setsid()
+    out = os.open(output, os.O_WRONLY | os.O_APPEND)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    low = 3
+    for fd in sorted(k for k in keep if k >= 3):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, os.sysconf("SC_OPEN_MAX"))
+    import faulthandler
+
+    faulthandler.disable()
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    for number in (signal.SIGTERM, signal.SIGALRM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+                   signal.SIGUSR2, signal.SIGCHLD):
+        signal.signal(number, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    sys.stdin = sys.__stdin__ = open(0, closefd=False)  # noqa: SIM115
+    sys.stdout = sys.__stdout__ = open(1, "w", closefd=False, buffering=1)  # noqa: SIM115
+    sys.stderr = sys.__stderr__ = open(2, "w", closefd=False, buffering=1)  # noqa: SIM115
+    os.environ.clear()
+    os.environ.update(env)
+    fields = _stat_fields()
+    # Fields 48-51 of /proc/PID/stat: arg_start, arg_end, env_start, env_end.
+    arg_start, arg_end, env_start, env_end = (int(f) for f in fields[45:49])
+    _rewrite_block(env_start, env_end)
+    _rewrite_block(arg_start, arg_end, b"\0".join(c.encode() for c in command) + b"\0")
+    sys.argv = ["sealed"]
+    places = tuple({os.path.realpath(p) for p in (sys.base_prefix, sys.prefix)})
+    sys.path[:] = [p for p in sys.path if p and os.path.realpath(p).startswith(places)]
+    sys.path_importer_cache.clear()
+    sys.meta_path[:] = [f for f in sys.meta_path
+                        if not (getattr(type(f), "__module__", "") or "").startswith(("_pytest", "pytest"))]
+    sys.dont_write_bytecode = True
+
+
+def private_mounts() -> None:
+    """``unshare --mount --propagation private``: mounts made from here on stay in this process."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWNS) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"unshare(CLONE_NEWNS): {os.strerror(errno)}")
+    _mount("none", "/", None, MS_REC | MS_PRIVATE)
+
+
+def forked(settings: dict, env: dict[str, str], output: str, command: list[str]) -> None:
+    """The body of a learner process forked from the grader (workbook.sealed.prefork)."""
+    become_child(env, output, command, {settings["rfd"], settings["wfd"]})
+    if settings.get("hide") and os.getuid() == 0:
+        private_mounts()
+    setup_and_serve(settings)
+
+
+# -- a learner's whole program (workbook.sealed.learner_program) ------------------------------
+
+
+def exec_program(settings: dict, argv: list[str]) -> None:
+    """Hide the grader's folders, set limits, drop to the sandbox user, then become ``argv``.
+
+    ``python -m workbook.sealed_child --exec SETTINGS -- ARGV...``, started as root: a
+    uvicorn app or ``dvc repro`` of the learner's runs like the sealed child's code, without
+    sight of graders/, solutions/ (but its own folder), tests/ or the report, and without
+    write access to anything of the grader's.
+    """
+    if os.getuid() == 0:
+        private_mounts()
+        hide(settings.get("hide", []), keep=settings.get("keep", []))
+        needed = [sys.base_prefix, sys.prefix, *settings.get("keep", []), *settings.get("reach", [])]
+        expose(needed, None, settings["uid"], settings["gid"])
+    limit(settings)
+    drop_privileges(settings.get("uid"), settings.get("gid"))
+    with contextlib.suppress(OSError, AttributeError):  # a change of user cleared it: die with the grader
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    os.chdir(settings["cwd"])
+    if settings.get("home"):
+        os.environ["HOME"] = settings["home"]
+    os.execvp(argv[0], argv)
+
+
+def _exec_main(args: list[str]) -> None:
+    settings = json.loads(args[0])
+    if len(args) < 3 or args[1] != "--":
+        raise SystemExit("usage: python -m workbook.sealed_child --exec SETTINGS -- ARGV...")
+    exec_program(settings, args[2:])
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--exec"]:
+        _exec_main(sys.argv[2:])
     main()
     os._exit(0)

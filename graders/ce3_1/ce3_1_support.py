@@ -267,7 +267,7 @@ def spawn(role: str, app_dir: Path, cwd: Path, env: dict[str, str], pythonpath: 
             "--app-dir", str(app_dir), "--no-access-log"]
     process = LocalProcess(argv, log_dir / "uvicorn.log", cwd=cwd,
                            env={**env, "PYTHONPATH": str(pythonpath), "PYTHONUNBUFFERED": "1",
-                                "PYTHONDONTWRITEBYTECODE": "1"})
+                                "PYTHONDONTWRITEBYTECODE": "1"}, learner=True)
     # Only the settings of this role: none inherited from the grader's own environment.
     with mock.patch.dict(os.environ):
         for name in SETTINGS:

@@ -13,16 +13,20 @@ from workbook.services.local import start_process
 
 def serve_asgi(
     app: str, app_dir: str | Path | None = None, *, ready_path: str = "/health",
-    env: dict[str, str] | None = None, timeout: float = 30.0,
+    env: dict[str, str] | None = None, timeout: float = 30.0, learner: bool = False,
 ) -> Running:
-    """``python -m uvicorn app --app-dir app_dir`` until ``ready_path`` answers (any HTTP status)."""
+    """``python -m uvicorn app --app-dir app_dir`` until ``ready_path`` answers (any HTTP status).
+
+    ``learner=True``: the app is the learner's, sealed under sealed grading (workbook.sealed.learner_program).
+    """
     log_dir = make_tempdir("uvicorn")
     port = free_port()
     argv = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
             "--no-access-log"]
     if app_dir is not None:
         argv += ["--app-dir", str(app_dir)]
-    process = LocalProcess(argv, log_dir / "uvicorn.log", env=env, cwd=Path(app_dir) if app_dir else None)
+    process = LocalProcess(argv, log_dir / "uvicorn.log", env=env, cwd=Path(app_dir) if app_dir else None,
+                           learner=learner)
     endpoint = Endpoint("uvicorn", "local", "127.0.0.1", port)
     return start_process(
         f"uvicorn serving {app}", process, endpoint,

@@ -354,6 +354,7 @@ class LocalProcess:
     cwd: Path | None = None
     user: str | None = None
     proc: subprocess.Popen | None = None
+    learner: bool = False  # the learner's whole program: sealed like its code (workbook.sealed.learner_program)
 
     def start(self) -> LocalProcess:
         uid = gid = None
@@ -362,11 +363,16 @@ class LocalProcess:
 
             record = pwd.getpwnam(self.user)
             uid, gid = record.pw_uid, record.pw_gid
+        argv, cwd = self.argv, self.cwd
+        if self.learner:
+            from workbook.sealed import learner_program
+
+            argv, cwd = learner_program(self.argv, cwd=self.cwd, env=self.env)
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         try:
             self.proc = subprocess.Popen(
-                self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, **(self.env or {})}, cwd=self.cwd,
+                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env={**os.environ, **(self.env or {})}, cwd=cwd,
                 preexec_fn=_child_setup(uid, gid),
             )
         except FileNotFoundError:
