@@ -109,7 +109,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 MODEL = joblib.load(os.environ["MODEL_PATH"])
-SEEN = {"predict": 0}
+SEEN = {"predict": 0, "broken": 0}
 LOCK = threading.Lock()
 
 async def predict(request):
@@ -126,6 +126,8 @@ async def health(request):
     return JSONResponse({"status": "ok"})
 
 async def fail(request):
+    with LOCK:
+        SEEN["broken"] += 1
     return JSONResponse({"error": "down for maintenance"}, status_code=503)
 
 app = Starlette(routes=[Route("/predict", predict, methods=["POST"]), Route("/stats", stats),
@@ -134,7 +136,8 @@ app = Starlette(routes=[Route("/predict", predict, methods=["POST"]), Route("/st
 
 # The graders' own serverless handler: it takes COLD_DELAY_S to load (a slow model), checks that
 # each event is a v2.0 POST /predict event with a JSON body, and appends one line per invocation
-# to LOG_FILE (set when the file is written), so the harness's counts can be checked.
+# to LOG_FILE (set when the file is written) with the time spent inside the call, so the harness's
+# counts and latencies can be checked.
 HANDLER = '''
 import json, os, time
 import joblib
@@ -145,6 +148,7 @@ _model = None
 
 def handler(event, context):
     global _model
+    entered = time.perf_counter()
     problems = []
     if event.get("version") != "2.0":
         problems.append("version")
@@ -160,11 +164,12 @@ def handler(event, context):
     cold = _model is None
     if cold:
         _model = joblib.load(os.environ["MODEL_PATH"])
+    label = _model.predict([features])[0].item()
     with open(LOG_FILE, "a") as log:
         log.write(json.dumps({{"module": __name__, "cold": cold, "problems": problems,
                               "model_path": os.environ.get("MODEL_PATH"),
-                              "has_context": hasattr(context, "get_remaining_time_in_millis")}}) + "\\n")
-    label = _model.predict([features])[0].item()
+                              "has_context": hasattr(context, "get_remaining_time_in_millis"),
+                              "inside_ms": (time.perf_counter() - entered) * 1000}}) + "\\n")
     return {{"statusCode": 200, "headers": {{"content-type": "application/json"}},
             "body": json.dumps({{"prediction": label}})}}
 '''

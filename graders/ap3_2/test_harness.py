@@ -204,11 +204,16 @@ def test_rest_run_matches_what_the_server_saw(compare, world):
 
 
 @pytest.mark.points(1)
-@pytest.mark.covers("rest-error")
+@pytest.mark.covers("rest-error", "rest-count")
 def test_rest_error_status_raises(compare, world):
-    """A REST answer other than 200 raises RuntimeError instead of being recorded."""
+    """A REST answer other than 200 raises RuntimeError at once, without a retry."""
+    before = httpx.get(f"{world['url']}/stats", timeout=10).json()["broken"]
     with pytest.raises(RuntimeError, match="503"):
         compare.measure_rest(f"{world['url']}/broken", rows(2, seed=12))
+    sent = httpx.get(f"{world['url']}/stats", timeout=10).json()["broken"] - before
+    assert sent == 1, (
+        f"the first answer other than 200 should raise at once: the failing server should get 1 request "
+        f"(no retry, not the second row); it got {sent}")
 
 
 @pytest.mark.points(5)
@@ -242,6 +247,15 @@ def test_serverless_run_separates_cold_from_warm(compare, world):
         cold = get(result, "cold_start_ms")
         assert cold is not None and cold >= COLD_DELAY_S * 1000, (
             f"{what}: cold_start_ms should be the first invocation, which loads a model taking {COLD_DELAY_S} s; got {cold}")
+        assert cold >= log[0]["inside_ms"], (
+            f"{what}: cold_start_ms should be the whole first invocation, which spent {log[0]['inside_ms']:.3f} ms "
+            f"inside the handler alone; got {cold} (the first latency, not its difference from the warm ones)")
+        inside = sorted(entry["inside_ms"] for entry in log[1:])
+        latencies = sorted(get(result, "latencies_ms"))
+        assert len(latencies) == len(inside) and all(
+                got >= spent for got, spent in zip(latencies, inside, strict=True)), (
+            f"{what}: each warm latency should cover its whole invocation; the handler spent {inside} ms inside, "
+            f"latencies_ms are {sorted(get(result, 'latencies_ms'))}")
         warm = get(result, "latencies_ms")
         assert len(warm) == 5, f"{what}: latencies_ms should hold the 5 warm invocations only; it holds {len(warm)}"
         assert max(warm) < COLD_DELAY_S * 800, f"{what}: warm latencies should exclude the cold start; got {warm}"
@@ -299,8 +313,13 @@ def test_batch_job_predicts_every_row_in_batches(compare, world, tmp_path):
     assert min(get(result, "latencies_ms")) >= 0.05, (
         f"each latency should be one batch's read, predict and write, in ms; got {get(result, 'latencies_ms')}")
     assert_statistics_consistent(result, what="measure_batch")
-    one = compare.measure_batch(world["folder"] / "model.joblib", source, tmp_path / "out1.csv", batch_size=20)
+    # Again into the same output file, with one batch: the file is replaced, not appended to.
+    one = compare.measure_batch(world["folder"] / "model.joblib", source, tmp_path / "out.csv", batch_size=20)
     assert len(get(one, "latencies_ms")) == 1 and get(one, "count") == 11
+    again = pd.read_csv(tmp_path / "out.csv")
+    assert again["prediction"].tolist() == expected, (
+        f"measure_batch run again into an existing output_csv should replace it: 11 rows expected, "
+        f"the file holds {len(again)} (appended to the first run's?)")
 
 
 @pytest.fixture(scope="module")
@@ -322,11 +341,18 @@ def comparison(compare, world):
 
 @pytest.mark.points(4)
 @pytest.mark.covers("run-all", "table-rows", "throughput", "percentiles")
-def test_comparison_numbers_are_consistent(comparison, world):
+def test_comparison_numbers_are_consistent(comparison, compare, world):
     """run_comparison measures all three strategies on the same rows, and its numbers add up."""
     table, n = comparison["table"], len(comparison["data"])
     assert [row.get("strategy") for row in table] == ["rest", "serverless", "batch"], (
         f"the table should have rows rest, serverless, batch in that order; got {[r.get('strategy') for r in table]}")
+    # comparison_table keeps the order of the results it is given, whatever it is.
+    costs = {row["strategy"]: {"monthly_usd": row["monthly_usd"], "per_1000_usd": row["per_1000_usd"]} for row in table}
+    results = [dict(row) for row in reversed(table)]
+    reordered = compare.comparison_table(results, costs)
+    assert [row.get("strategy") for row in reordered] == ["batch", "serverless", "rest"], (
+        "comparison_table(results, costs) should give one row per result in the results' order (here batch, "
+        f"serverless, rest); got {[row.get('strategy') for row in reordered]}")
     for row in table:
         assert list(row) == COLUMNS, f"each row should have the columns of TABLE_COLUMNS; got {list(row)}"
         assert row["count"] == n, f"{row['strategy']}: count should be {n}; got {row['count']}"
@@ -347,6 +373,8 @@ def test_comparison_numbers_are_consistent(comparison, world):
                 f"{costs[row['strategy']][key]}; got {row[key]}")
     batch_in = pd.read_csv(comparison["out"] / "batch_input.csv")
     assert batch_in.shape == (n, 6), f"batch_input.csv should hold the {n} rows; got shape {batch_in.shape}"
+    assert list(batch_in.columns) == [f"x{i}" for i in range(6)], (
+        f"batch_input.csv should have the header x0, x1, ..., x5; got {list(batch_in.columns)}")
     predicted = pd.read_csv(comparison["out"] / "batch_predictions.csv")["prediction"].tolist()
     assert predicted == world["model"].predict(comparison["data"]).tolist()
 

@@ -596,11 +596,12 @@ def selects_5xx(expr: str) -> bool:
     """Does a `status` matcher of ``expr`` select the class "5xx" only (`="5xx"`, `=~"5.."`, `=~"5xx|..."`)?"""
     for op, value in re.findall(r'status\s*(=~|=)\s*"([^"]*)"', expr):
         try:
-            matches = (lambda c: re.fullmatch(value, c) is not None) if op == "=~" else (lambda c: c == value)
-            if matches("5xx") and not matches("2xx") and not matches("4xx"):
-                return True
+            selected = {c for c in ("2xx", "4xx", "5xx")
+                        if (re.fullmatch(value, c) is not None if op == "=~" else c == value)}
         except re.error:
             continue
+        if selected == {"5xx"}:
+            return True
     return False
 
 

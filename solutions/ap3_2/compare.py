@@ -207,8 +207,8 @@ def measure_batch(model_path: str | Path, input_csv: str | Path, output_csv: str
     The input is read ``batch_size`` rows at a time; each latency is the time of one batch
     (read, predict, write), so there are ceil(rows / batch_size) of them [batch-chunks].
     ``elapsed_s`` covers the whole job, loading the model included [batch-elapsed].
-    ``output_csv`` has a header and one column ``prediction``: one line per input row, in order
-    [batch-output]. ``count`` is the number of rows predicted [batch-count].
+    ``output_csv`` has a header and one column ``prediction``: one line per input row, in order;
+    a file already there is replaced [batch-output]. ``count`` is the number of rows predicted [batch-count].
     """
     ### BEGIN SOLUTION
     start = time.perf_counter()
