@@ -291,7 +291,7 @@ def spawn(role: str, app: str, app_dir: Path, pythonpath: Path, env: dict[str, s
         argv += ["--workers", str(workers)]
     environment = {**env, "PYTHONPATH": str(pythonpath), "PYTHONUNBUFFERED": "1",
                    "PYTHONDONTWRITEBYTECODE": "1"}
-    process = LocalProcess(argv, log_dir / "uvicorn.log", cwd=log_dir, env=environment)
+    process = LocalProcess(argv, log_dir / "uvicorn.log", cwd=log_dir, env=environment, learner=True)
     saved = os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)  # only the settings given here
     try:
         process.start()
