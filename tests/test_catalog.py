@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from workbook import catalog
 
@@ -64,3 +65,17 @@ def test_malformed_catalog_is_a_clear_error(course):
         assert "exercise #1 (x)" in str(exc) and "'title'" in str(exc)
     else:
         raise AssertionError("a catalog entry without a title should be refused")
+
+
+def test_readme_lists_every_ready_exercise():
+    """The README's "What is ready" table names each ready exercise, and nothing that is not ready."""
+
+    from workbook.paths import PACKAGE_DIR
+
+    text = (PACKAGE_DIR.parent / "README.md").read_text(encoding="utf-8")
+    section = text.split("## What is ready", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"^\| `([a-z0-9_]+)` \|", section, flags=re.MULTILINE))
+    ready = {exercise.id for exercise in catalog.load() if exercise.status == "ready"}
+    assert listed == ready, (
+        f"README.md's 'What is ready' table should list exactly the ready exercises: "
+        f"missing {sorted(ready - listed)}, not ready {sorted(listed - ready)}")
