@@ -10,7 +10,8 @@ The metrics (names, types and labels are what AP4.1's dashboards and alerts read
 * ``http_requests_total`` is a counter of HTTP requests with the labels ``endpoint`` and ``status`` [requests-total].
   ``status`` is the status class of the answer, ``"2xx"``, ``"4xx"``, ``"5xx"`` (see ``status_class``) [status-label].
   ``endpoint`` is the route template that matched, ``/users/{user_id}/predict``, never the
-  path itself, so a request carrying a new user id never creates a new series [endpoint-template].
+  path itself, so a request carrying a new user id never creates a new series; a path that
+  matches a route but not its method (answered 405) counts under that route's template too [endpoint-template].
   A path that no route matches is counted under the one endpoint value ``OTHER_ENDPOINT`` [unknown-path].
 * ``http_request_duration_seconds`` is a histogram of request durations in seconds, label ``endpoint`` [latency-histogram].
   Its buckets resolve the 100 ms latency objective: 0.1 is a bucket bound, and so are at least
@@ -34,6 +35,7 @@ Good habits the graders check:
   ``rate()`` and ``increase()`` count the first requests too: ``model_predictions_total`` for
   each class given to ``ServingMetrics`` [classes-at-zero], and, once ``instrument`` has run,
   ``http_requests_total`` for every route template of the app with each of "2xx", "4xx" and "5xx" [routes-at-zero].
+  (Whether the scrapes of ``/metrics`` itself are counted, and its series made at 0, is yours to choose.)
 * Metrics live on their own registry, never on prometheus_client's global default one,
   so two apps (or two tests) in one process do not collide [own-registry].
 * Serving never waits for Prometheus: metrics are kept in the process (or the multiprocess
@@ -142,7 +144,9 @@ class MetricsMiddleware:
     Scopes that are not HTTP (lifespan, websocket) pass through untouched.
 
     A handler that raises is counted with the status class "5xx" and timed, and the
-    exception goes on to the framework unchanged, which answers 500 [exception-5xx].
+    exception goes on to the framework unchanged, which answers 500 [exception-5xx]. That holds
+    for a streamed body that fails part-way too, after its 200 status line went out: the
+    request failed, so it is "5xx" (a ``BaseHTTPMiddleware`` cannot see that; hence pure ASGI).
     """
 
     def __init__(self, app, metrics: ServingMetrics, routes):

@@ -13,6 +13,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import prometheus_client
 import pytest
 from ce4_1_support import (
     STREAM_CHUNKS,
@@ -72,6 +73,14 @@ def test_requests_are_counted_by_route_template(harness):
         f"it grew by {got:g}")
     got = delta(before, after, f"{LATENCY}_count", endpoint="/items/{item_id}")
     assert got == 5, f'{LATENCY}_count{{endpoint="/items/{{item_id}}"}} should grow by 5; it grew by {got:g}'
+    # The right path with a method the route does not allow: 405, still the route's template.
+    before = scrape(harness)
+    assert httpx.delete(f"{harness}/items/{ids[0]}", timeout=10).status_code == 405
+    after = scrape(harness)
+    got = delta(before, after, REQUESTS, endpoint="/items/{item_id}", status="4xx")
+    assert got == 1, (
+        f'DELETE /items/<id> (405: the path matches the route, the method does not) should count under '
+        f'{REQUESTS}{{endpoint="/items/{{item_id}}",status="4xx"}}; that series grew by {got:g}')
 
 
 @pytest.mark.points(3)
@@ -237,8 +246,10 @@ def test_metrics_route_serves_valid_text_with_the_documented_labels(harness):
     """GET /metrics answers text/plain that promtool accepts, each series once, with the documented labels."""
     assert get(f"{harness}/items/labels-check").status_code == 200
     response = get(f"{harness}/metrics")
-    assert response.headers.get("content-type", "").startswith("text/plain"), (
-        f"GET /metrics should answer Prometheus's text/plain content type; got {response.headers.get('content-type')!r}")
+    kind = response.headers.get("content-type", "").replace(" ", "")
+    assert (kind.startswith("text/plain") and ";version=" in kind) or kind.startswith("application/openmetrics-text"), (
+        "GET /metrics should answer with the content type exposition() gives, Prometheus's text format "
+        f"with its version ({prometheus_client.CONTENT_TYPE_LATEST!r}), not a bare text/plain; got {kind!r}")
     found = parse(response.text, "GET /metrics")
     assert not found.duplicates, f"each series should be listed once; repeated: {found.duplicates[:3]}"
     label_sets = {frozenset(dict(k)) for k in found.series(REQUESTS)}
