@@ -49,4 +49,7 @@ def configure_testcontainers() -> None:
     os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
     os.environ.setdefault("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
     os.environ.setdefault("TC_POOLING_INTERVAL", "0.1")
+    # testcontainers' own waits (PostgresContainer's psql) give up after TC_MAX_TRIES polls: the
+    # default 120 × 0.1 s = 12 s is too short for initdb on a loaded machine; allow 60 s.
+    os.environ.setdefault("TC_MAX_TRIES", "600")
     os.environ.setdefault("TC_HOST", "127.0.0.1")
