@@ -1,15 +1,33 @@
 """Serving throughput and latency: the CE3.1 reference service beside the bare framework and the
 chapter's naive template, all measured in the same run with wrk (issue #9, "Performance bar").
 
-Each contender is a uvicorn process on a loopback port; wrk drives it with one fixed POST
-body over ``--connections`` keep-alive connections for ``--duration`` seconds (after a short
-warm-up), and reports requests per second and latency percentiles. Before timing, one
-request is checked against the model's own ``predict`` so a fast wrong answer cannot win.
+Each contender is a uvicorn process (1 or 2 workers) on a loopback port; wrk drives it with one
+fixed POST body over ``--connections`` keep-alive connections for ``--duration`` seconds (after a
+short warm-up), and reports requests per second and latency percentiles. Before timing, each
+model-serving contender answers ``--check-rows`` rows, compared with the model's own ``predict``
+(equal) and ``predict_proba`` (top value within 1e-6), so a fast wrong answer cannot win.
+
+Contenders (a row each, in this order):
+
+* bare Starlette: a JSON endpoint that parses the body and answers a constant (the ceiling);
+* naive template: the chapter's CE3.1 template completed the obvious way;
+* reference: solutions/ce3_1/app.py with API keys, the rate limit (set out of the way),
+  validation and its JSON access log, wrapped in a Prometheus metrics middleware (a counter
+  and a latency histogram per request, as an instrumented deployment has);
+* reference, forest as a plain object: the same forest behind a wrapper class the reference
+  does not compile, to show what micro-batching alone gives.
+
+Two-worker rows run uvicorn through a launcher that gives the shared listening socket
+IPPROTO_TCP: uvicorn's ``--workers`` binds it with proto 0, so asyncio never sets TCP_NODELAY
+on its connections and each keep-alive response waits ~40 ms for the client's delayed ACK
+(Kludex/uvicorn#3149). ``--no-nodelay-fix`` measures uvicorn as it is.
 
     .venv/bin/python benchmarks/serving/bench_serving.py --json benchmarks/results/serving.json
+    .venv/bin/python benchmarks/serving/bench_serving.py --only reference --duration 20
+    .venv/bin/python benchmarks/serving/bench_serving.py --markdown benchmarks/results/serving.json
 
-Needs ``wrk`` (Debian: ``apt-get install -y wrk``). On a 2-core machine wrk competes with the
-server for the CPUs, as it did for the figures in the issue; compare contenders of one run.
+Needs ``wrk`` (Debian: ``apt-get install -y wrk``). wrk shares the machine with the servers, and
+other processes may too: every row records the load average, and only rows of one run compare.
 """
 
 from __future__ import annotations
@@ -17,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import re
 import shutil
 import signal
@@ -26,15 +45,8 @@ import sys
 import tempfile
 import textwrap
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-
-import httpx
-import joblib
-import numpy as np
-from sklearn.datasets import make_classification
-from sklearn.ensemble import RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
 
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE_DIR = ROOT / "solutions" / "ce3_1"
@@ -93,6 +105,111 @@ NAIVE_APP = textwrap.dedent('''
         return {"status": "ok"}
 ''')
 
+# The reference with the metrics a deployment adds (CE4.1's instrumentation does the same).
+METRICS_APP = textwrap.dedent('''
+    """solutions/ce3_1/app.py wrapped in a pure ASGI Prometheus middleware: a request counter by
+    method, path and status and a latency histogram by path; GET /metrics exposes them."""
+    import os
+    import sys
+    import time
+
+    from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+
+    sys.path.insert(0, os.environ["REFERENCE_DIR"])
+    import app as reference  # noqa: E402
+
+    REQUESTS = Counter("http_requests_total", "HTTP requests", ["method", "path", "status"])
+    LATENCY = Histogram("http_request_duration_seconds", "HTTP request latency", ["path"])
+    inner = reference.app
+
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            await inner(scope, receive, send)
+            return
+        if scope["path"] == "/metrics":
+            body = generate_latest()
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", CONTENT_TYPE_LATEST.encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        started, status = time.perf_counter(), 500
+
+        async def observed(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await inner(scope, receive, observed)
+        finally:
+            REQUESTS.labels(scope["method"], scope["path"], str(status)).inc()
+            LATENCY.labels(scope["path"]).observe(time.perf_counter() - started)
+''')
+
+# A forest behind a class that is not scikit-learn's: the reference serves it uncompiled.
+PLAIN_MODEL = textwrap.dedent('''
+    """A model object that only forwards to the scikit-learn model it holds."""
+
+
+    class Forwarding:
+        def __init__(self, model):
+            self.model = model
+            self.classes_ = model.classes_
+            self.n_features_in_ = model.n_features_in_
+
+        def predict(self, X):
+            return self.model.predict(X)
+
+        def predict_proba(self, X):
+            return self.model.predict_proba(X)
+''')
+
+# uvicorn --workers N with a listening socket that has IPPROTO_TCP, so connections get TCP_NODELAY.
+NODELAY_LAUNCHER = textwrap.dedent('''
+    import socket
+    import sys
+
+    import uvicorn.config
+    import uvicorn.main
+
+    _bind_socket = uvicorn.config.Config.bind_socket
+
+
+    def bind_socket(self):
+        sock = _bind_socket(self)
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.proto == 0:
+            sock = socket.socket(sock.family, sock.type, socket.IPPROTO_TCP, fileno=sock.detach())
+        return sock
+
+
+    uvicorn.config.Config.bind_socket = bind_socket
+    sys.argv[0] = "uvicorn"
+    sys.exit(uvicorn.main.main())
+''')
+
+
+@dataclass
+class Contender:
+    name: str
+    app: str  # bare | naive | reference | reference-plain
+    model: str  # - | logreg | forest100
+    workers: int
+
+
+CONTENDERS = [
+    Contender("bare Starlette", "bare", "-", 1),
+    Contender("bare Starlette", "bare", "-", 2),
+    Contender("naive template", "naive", "logreg", 1),
+    Contender("reference", "reference", "logreg", 1),
+    Contender("reference", "reference", "logreg", 2),
+    Contender("naive template", "naive", "forest100", 1),
+    Contender("reference", "reference", "forest100", 1),
+    Contender("reference", "reference", "forest100", 2),
+    Contender("reference, forest as a plain object (batching only)", "reference-plain", "forest100", 1),
+]
+
 
 @dataclass
 class Result:
@@ -105,6 +222,9 @@ class Result:
     p99_ms: float
     errors: int
     requests: int
+    server_cpu_us_per_request: float
+    load_before: list[float] = field(default_factory=list)
+    load_after: list[float] = field(default_factory=list)
 
 
 def free_port() -> int:
@@ -113,24 +233,53 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start(app_dir: Path, env: dict[str, str], workers: int, log: Path) -> tuple[subprocess.Popen, str]:
+def loadavg() -> list[float]:
+    return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` and its children (the uvicorn workers), from /proc."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    pids = [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        pids += [int(p) for p in children.read_text().split()]
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def start(target: str, app_dir: Path, env: dict[str, str], workers: int, log: Path,
+          nodelay_fix: bool) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    argv = [sys.executable, "-m", "uvicorn", "app:app", "--app-dir", str(app_dir), "--host", "127.0.0.1",
-            "--port", str(port), "--no-access-log", "--log-level", "warning", "--workers", str(workers)]
+    args = [target, "--app-dir", str(app_dir), "--host", "127.0.0.1", "--port", str(port),
+            "--no-access-log", "--log-level", "warning", "--workers", str(workers)]
+    argv = ([sys.executable, "-c", NODELAY_LAUNCHER, *args] if workers > 1 and nodelay_fix
+            else [sys.executable, "-m", "uvicorn", *args])
     proc = subprocess.Popen(argv, env={**os.environ, **env}, cwd=app_dir, stdout=log.open("wb"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
+                            stderr=subprocess.STDOUT, process_group=0)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    import httpx
+
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{app_dir} exited: {log.read_text()[-2000:]}")
+            raise RuntimeError(f"{target} exited: {log.read_text()[-2000:]}")
         try:
-            if httpx.get(f"{url}/ready" if env.get("READY") else f"{url}/health", timeout=2).status_code == 200:
+            ok = [httpx.get(f"{url}/{'ready' if env.get('READY') else 'health'}", timeout=2).status_code == 200
+                  for _ in range(workers * 4)]  # each worker, most likely, has loaded its model
+            if all(ok):
                 return proc, url
         except httpx.HTTPError:
             pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{app_dir} did not become ready within 60 s")
+        time.sleep(0.2)
+    stop(proc)
+    raise RuntimeError(f"{target} did not become ready within 120 s")
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -152,7 +301,9 @@ def _ms(text: str) -> float:
 
 
 def run_wrk(url: str, body: str, *, connections: int, threads: int, duration: float, key: bool) -> dict:
-    script = Path(tempfile.mkstemp(suffix=".lua")[1])
+    handle, name = tempfile.mkstemp(suffix=".lua")
+    os.close(handle)
+    script = Path(name)
     headers = 'wrk.headers["Content-Type"] = "application/json"\n'
     if key:
         headers += f'wrk.headers["X-API-Key"] = "{API_KEY}"\n'
@@ -174,18 +325,43 @@ def run_wrk(url: str, body: str, *, connections: int, threads: int, duration: fl
     }
 
 
+def check_answers(url: str, model, rows, *, key: bool) -> None:
+    """Each row's answer: the model's own predict (equal) and top predict_proba (within 1e-6)."""
+    import httpx
+
+    headers = {"X-API-Key": API_KEY} if key else {}
+    labels, top = model.predict(rows), model.predict_proba(rows).max(axis=1)
+    with httpx.Client(base_url=url, timeout=60, headers=headers) as client:
+        for row, label, confidence in zip(rows.tolist(), labels, top, strict=True):
+            answer = client.post("/predict", json={"features": row}).json()
+            if answer["prediction"] != label or abs(answer["confidence"] - confidence) > 1e-6:
+                raise RuntimeError(f"{url} answered {answer} for {row}; the model says {label}, {confidence}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of load per contender")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before measuring")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--only", default="", help="comma-separated contender names to run")
+    parser.add_argument("--check-rows", type=int, default=200, help="rows checked against the model first")
+    parser.add_argument("--only", default="", help="comma-separated parts of contender names to run")
+    parser.add_argument("--no-nodelay-fix", action="store_true", help="run --workers 2 as uvicorn does")
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--markdown", type=Path, metavar="JSON", help="print the README table of a results file")
     args = parser.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(args.markdown.read_text())))
+        return 0
     if shutil.which("wrk") is None:
         print("wrk is not installed (Debian: apt-get install -y wrk)", file=sys.stderr)
         return 2
+
+    import joblib
+    import numpy as np
+    from sklearn.datasets import make_classification
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
 
     work = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     X, y = make_classification(n_samples=2000, n_features=N_FEATURES, n_informative=10, random_state=0)
@@ -195,68 +371,87 @@ def main() -> int:
     }
     for name, model in models.items():
         joblib.dump(model, work / f"{name}.pkl")
-    for name, source in {"bare": BARE_APP, "naive": NAIVE_APP}.items():
+    for name, source in {"bare": BARE_APP, "naive": NAIVE_APP, "reference": METRICS_APP}.items():
         (work / name).mkdir()
-        (work / name / "app.py").write_text(source)
-    row = np.round(X[0], 6).tolist()
-    body = json.dumps({"features": row})
+        (work / name / ("bench_app.py" if name == "reference" else "app.py")).write_text(source)
+    (work / "plain_model.py").write_text(PLAIN_MODEL)
+    sys.path.insert(0, str(work))
+    from plain_model import Forwarding
 
-    contenders = [  # name, app folder, model, workers, env, needs a key
-        ("bare Starlette", work / "bare", "-", 2, {}, False),
-        ("bare Starlette", work / "bare", "-", 1, {}, False),
-        ("naive template", work / "naive", "logreg", 1, {}, False),
-        ("reference (solutions/ce3_1)", REFERENCE_DIR, "logreg", 1, {"READY": "1"}, True),
-        ("reference (solutions/ce3_1)", REFERENCE_DIR, "logreg", 2, {"READY": "1"}, True),
-        ("naive template", work / "naive", "forest100", 1, {}, False),
-        ("reference (solutions/ce3_1)", REFERENCE_DIR, "forest100", 1, {"READY": "1"}, True),
-    ]
+    joblib.dump(Forwarding(models["forest100"]), work / "forest100-plain.pkl")
+    rng = np.random.default_rng(0)
+    check_rows = np.round(np.vstack([X[: args.check_rows // 2], rng.normal(size=(args.check_rows // 2, N_FEATURES))]), 6)
+    body = json.dumps({"features": np.round(X[0], 6).tolist()})
+
     wanted = {s.strip() for s in args.only.split(",") if s.strip()}
     results: list[Result] = []
-    for name, app_dir, model_name, workers, extra, key in contenders:
-        if wanted and not any(w in name for w in wanted):
-            continue
-        env = {**extra, "API_KEYS": API_KEY, "RATE_LIMIT": str(10**12)}
-        if model_name != "-":
-            env["MODEL_PATH"] = str(work / f"{model_name}.pkl")
-        log = work / f"{app_dir.name}-{model_name}-{workers}.log"
-        proc, url = start(app_dir, env, workers, log)
-        try:
-            answer = httpx.post(f"{url}/predict", content=body, timeout=30,
-                                headers={"Content-Type": "application/json", "X-API-Key": API_KEY}).json()
-            if model_name != "-":
-                model = models[model_name]
-                expected = float(model.predict([row])[0]), float(model.predict_proba([row]).max())
-                got = float(answer["prediction"]), float(answer["confidence"])
-                if not np.allclose(got, expected, rtol=1e-9):
-                    raise RuntimeError(f"{name} answered {got}, the model says {expected}")
-            if args.warmup:
-                run_wrk(url, body, connections=args.connections, threads=args.threads,
-                        duration=args.warmup, key=key)
-            figures = run_wrk(url, body, connections=args.connections, threads=args.threads,
-                              duration=args.duration, key=key)
-        finally:
-            stop(proc)
-        result = Result(name, model_name, workers, **figures)
-        results.append(result)
-        print(f"{name:<30} {model_name:<10} {workers} worker(s)  {result.requests_per_s:>9,.0f} req/s  "
-              f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:8.2f} ms  errors {result.errors}", flush=True)
+    try:
+        for c in CONTENDERS:
+            if wanted and not any(w in c.name for w in wanted):
+                continue
+            reference = c.app.startswith("reference")
+            env = {"API_KEYS": API_KEY, "RATE_LIMIT": str(10**12), "REFERENCE_DIR": str(REFERENCE_DIR),
+                   "PYTHONPATH": str(work)}
+            if c.model != "-":
+                env["MODEL_PATH"] = str(work / f"{c.model}{'-plain' if c.app == 'reference-plain' else ''}.pkl")
+            if reference:
+                env["READY"] = "1"
+            app_dir = work / ("reference" if reference else c.app)
+            log = work / f"{c.app}-{c.model}-{c.workers}.log"
+            target = "bench_app:app" if reference else "app:app"
+            proc, url = start(target, app_dir, env, c.workers, log, not args.no_nodelay_fix)
+            try:
+                if c.model != "-":
+                    check_answers(url, models[c.model], check_rows, key=reference)
+                if args.warmup:
+                    run_wrk(url, body, connections=args.connections, threads=args.threads,
+                            duration=args.warmup, key=reference)
+                before, cpu_before = loadavg(), cpu_seconds(proc.pid)
+                figures = run_wrk(url, body, connections=args.connections, threads=args.threads,
+                                  duration=args.duration, key=reference)
+                cpu = cpu_seconds(proc.pid) - cpu_before
+            finally:
+                stop(proc)
+            result = Result(c.name, c.model, c.workers, **figures,
+                            server_cpu_us_per_request=round(cpu / max(figures["requests"], 1) * 1e6, 1),
+                            load_before=before, load_after=loadavg())
+            results.append(result)
+            print(f"{c.name:<34.34} {c.model:<9} {c.workers}w {result.requests_per_s:>8,.0f} req/s  "
+                  f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:8.2f} ms  errors {result.errors}  "
+                  f"server CPU {result.server_cpu_us_per_request:6.0f} us/req  load {before[0]:.1f}", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
-    bare = next((r for r in results if r.contender == "bare Starlette" and r.workers == 2), None)
-    if bare:
-        for r in results:
-            if r.contender.startswith("reference") and r.model == "logreg":
-                print(f"reference/logreg ({r.workers} worker(s)): {r.requests_per_s / bare.requests_per_s:.0%} of "
-                      f"the bare framework's req/s (2 workers)")
+    report = {
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform()},
+        "settings": {"connections": args.connections, "threads": args.threads, "duration_s": args.duration,
+                     "warmup_s": args.warmup, "n_features": N_FEATURES, "nodelay_fix": not args.no_nodelay_fix,
+                     "when": time.strftime("%Y-%m-%d %H:%M:%S %Z")},
+        "results": [asdict(r) for r in results],
+    }
+    print()
+    print(markdown(report))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({
-            "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
-            "settings": {"connections": args.connections, "threads": args.threads, "duration_s": args.duration,
-                         "warmup_s": args.warmup, "n_features": N_FEATURES},
-            "results": [asdict(r) for r in results],
-        }, indent=2) + "\n")
-    shutil.rmtree(work, ignore_errors=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0
+
+
+def markdown(report: dict) -> str:
+    """The README's table, with each reference row's share of the bare framework with as many workers."""
+    rows = report["results"]
+    bare = {r["workers"]: r for r in rows if r["contender"] == "bare Starlette"}
+    lines = ["| contender | model | workers | req/s | p50 ms | p99 ms | server CPU µs/req | vs bare | load avg |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        share = ""
+        if r["model"] != "-" and r["workers"] in bare:
+            b = bare[r["workers"]]
+            share = f"{r['requests_per_s'] / b['requests_per_s']:.0%} ({b['server_cpu_us_per_request'] / r['server_cpu_us_per_request']:.0%} by CPU)"
+        lines.append(f"| {r['contender']} | {r['model']} | {r['workers']} | {r['requests_per_s']:,.0f} | "
+                     f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['server_cpu_us_per_request']:.0f} | {share} | "
+                     f"{r['load_before'][0]:.1f} → {r['load_after'][0]:.1f} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
