@@ -15,7 +15,7 @@ How the monitor works, step by step (each promise ends with its id; the graders 
 Rows. ``observe(rows)`` takes a pandas DataFrame, one row as a mapping (a dict), or a
 list of mappings [rows-input].
 Only the reference's columns are kept: other columns (a request id, a timestamp) are
-ignored [extra-columns].
+ignored, and the caller's DataFrame is left as it was [extra-columns].
 A row without one of the reference's columns raises ValueError naming that column, and
 nothing of that call is kept [missing-column].
 

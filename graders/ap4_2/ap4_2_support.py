@@ -101,6 +101,17 @@ class MeanDetector:
         return report
 
 
+class DerivedFeatureDetector:
+    """Reports one feature of the reference (x, its mean) and one the reference does not have
+    (x_minus_y, the mean of x - y): a detector's result need not list the reference's columns."""
+
+    def __call__(self, reference, window):
+        window = pd.DataFrame(window)
+        x = float(np.asarray(window["x"], dtype=float).mean())
+        diff = float((np.asarray(window["x"], dtype=float) - np.asarray(window["y"], dtype=float)).mean())
+        return {"x": {"score": x, "drifted": x > 0.5}, "x_minus_y": {"score": diff, "drifted": False}}
+
+
 # -- reading what the learner's code returns ----------------------------------------------------
 
 

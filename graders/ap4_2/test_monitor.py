@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from ap4_2_support import (
+    DerivedFeatureDetector,
     MeanDetector,
     RecordingDetector,
     TrackingProxy,
@@ -141,8 +142,10 @@ def test_rows_may_be_a_frame_a_dict_or_a_list_of_dicts(pipeline):
     detector = RecordingDetector()
     monitor = monitor_of(pipeline, reference_frame(50), window_size=5, detector=detector)
     rows = numbered_rows(5)
+    first = rows.iloc[0:2].copy()
+    kept = first.copy()
     calls = [
-        rows.iloc[0:2],  # a DataFrame whose columns come in another order, with an id column
+        first,  # a DataFrame whose columns come in another order, with an id column
         {"x": 2.0, "y": 1002.0, "request_id": "req-2", "ts": "2024-06-01T12:00:00Z"},  # one row
         [{"y": 1003.0, "x": 3.0, "user": 7}, {"x": 4.0, "y": 1004.0}],  # a list of rows
     ]
@@ -155,6 +158,9 @@ def test_rows_may_be_a_frame_a_dict_or_a_list_of_dicts(pipeline):
         f"2 + 1 + 2 rows with window_size=5 should complete one window; got {len(done)} results, "
         f"{len(detector.calls)} detector calls")
     assert_window(detector.calls[0][1], np.arange(5, dtype=float), "a window fed a frame, a dict and a list")
+    assert first.equals(kept) and list(first.index) == list(kept.index), (
+        "observe() should leave the caller's DataFrame as it was (extra columns ignored, not dropped from it); "
+        f"it now has the columns {list(first.columns)} and the index {list(first.index)}")
 
 
 @pytest.mark.points(2)
@@ -376,6 +382,13 @@ def test_metrics_follow_every_window(pipeline, mlflow_server):
     assert sample(other, "model_drift_windows_total") == 0, (
         "a second monitor's metrics should live on its own registry (0 windows there); got "
         f"{sample(other, 'model_drift_windows_total')}")
+    # The gauges follow the detector's result, not the reference's columns.
+    derived = monitor_of(pipeline, window_size=4, detector=DerivedFeatureDetector())
+    derived.observe(flags(4, x=0.75, y=0.25))
+    got = {name: sample(derived, "model_drift_score", {"feature": name}) for name in ("x", "x_minus_y")}
+    assert got == {"x": 0.75, "x_minus_y": 0.5}, (
+        "with a detector reporting x and a derived feature x_minus_y (not a reference column), "
+        f"model_drift_score should have those two features with scores 0.75 and 0.5; got {got}")
 
 
 # -- the detector -----------------------------------------------------------------------------
@@ -436,7 +449,7 @@ def test_bad_reference_and_settings_are_refused(pipeline):
         with learner_error(ValueError, what=f"ProductionDriftMonitor(a reference of shape {empty.shape})"):
             pipeline.ProductionDriftMonitor(empty, tracking_uri=uri)
     for name, value in [("window_size", 0), ("patience", 0), ("sample_rate", 0.0), ("sample_rate", 1.5),
-                        ("sample_rate", -0.2)]:
+                        ("sample_rate", -0.2), ("sample_rate", float("nan"))]:
         with learner_error(ValueError, what=f"ProductionDriftMonitor({name}={value})") as raised:
             pipeline.ProductionDriftMonitor(good, tracking_uri=uri, **{name: value})
         assert name in str(raised.value), f"the error for {name}={value} should name {name!r}; got {raised.value}"
