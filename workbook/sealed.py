@@ -35,6 +35,12 @@ through ``learner_program``: under sealed grading as root it runs as the sandbox
 in a private mount namespace with the same folders hidden (its own folder kept visible),
 writing only its own working folder.
 
+Two helpers for checks that need more than a proxy: ``share_with_learner`` puts a graders'
+helper module (the class of a model the graders pickled) on the learner's process's path,
+since that process cannot see graders/; ``in_learner_process`` hands the learner's code an
+object the grader can still change afterwards (through a proxy), where a plain argument
+would be the learner's own copy.
+
 Not done here: running the child inside a container when a Docker engine answers, and
 blocking the network of programs the learner's code starts (only Python sockets of the
 child itself are limited). A container would cost a ``docker run`` and a fresh
@@ -463,6 +469,7 @@ class Child:
         self.sent_env: dict[str, str] = {}
         self.sent_cwd: str | None = None
         self.copied: set[str] = set()
+        self.shared_version = 0  # the session's shared modules this child has (share_with_learner)
         self.epoch = 0
         self.env_seen: dict | None = None
         self.work = Path(tempfile.mkdtemp(prefix="workbook-sealed-"))
@@ -579,6 +586,8 @@ class Child:
         self.session.counts[op] += 1
         try:
             self._sync_context()
+            if self.shared_version != self.session.shared_version:
+                self._sync_shared()
             if self.released:
                 ids, self.released[:] = list(self.released), []
                 self._send(("release", ids))
@@ -613,6 +622,17 @@ class Child:
             self._send(("context", cwd, changed, unset))
             self.sent_env, self.sent_cwd = dict(env), cwd
             self._wait()
+
+    def _sync_shared(self) -> None:
+        """Copy the graders' shared modules into this child's folder and put it on the child's sys.path."""
+        folder = self.work / "shared"
+        folder.mkdir(exist_ok=True)
+        for name, data in self.session.shared.items():
+            (folder / name).write_bytes(data)
+        self._chown(folder)
+        self._send(("path", str(folder)))
+        self.shared_version = self.session.shared_version
+        self._wait()
 
     def _wait(self):
         while True:
@@ -839,6 +859,8 @@ class Session:
         self.children = 0
         self.closing = False
         self.counts: collections.Counter[str] = collections.Counter()  # requests sent, by kind
+        self.shared: dict[str, bytes] = {}  # file name -> source of the graders' modules the learner's code imports
+        self.shared_version = 0
 
     def sandbox_user(self) -> tuple[int | None, int | None]:
         if os.getuid() != 0 or not self.limits.user:
@@ -942,6 +964,48 @@ def open_shared_temp(factory) -> None:
 
 
 _active: Session | None = None  # the sealed grading of this process (set by SealedPlugin)
+
+
+def sandbox_uid() -> int | None:
+    """The user id the learner's code and programs run as in this run; None: the grader's own."""
+    session = _active
+    return session.sandbox_user()[0] if session is not None else None
+
+
+def in_learner_process(value):
+    """``value`` as an object the learner's code and the grader share, for a check that changes
+    it after handing it over (a caller reusing its DataFrame once the learner's class has it).
+
+    Outside sealed grading: ``value`` itself. Under sealed grading the learner's process
+    holds only copies of what the grader sends, so a change made here afterwards would not
+    reach it: ``value`` is sent once, kept there, and a proxy of it comes back. Pass the proxy
+    to the learner's code (it gets that very object, not a copy) and change it through the
+    proxy: ``frame["x"] += 5.0`` reads the column back, adds here, and sets it there.
+    """
+    session = _active
+    if session is None:
+        return value
+    return session.current().request("hold", value)
+
+
+def share_with_learner(*files: str | os.PathLike) -> None:
+    """Let the learner's process import these modules of the graders' by their names.
+
+    For a helper the learner's code needs without knowing it, such as the class of a model
+    the graders pickled for the learner's code to load (``joblib.load`` imports its module).
+    Under sealed grading the learner's process cannot see graders/: each file is copied into
+    that process's own folder, which goes on its ``sys.path`` (this process's and every later
+    one's, before its next request). Outside sealed grading, nothing to do: the learner's
+    code runs in the grader's process, which imports them already. Share only helpers that
+    reveal no expected value: the learner's code can read them.
+    """
+    session = _active
+    if session is None:
+        return
+    for file in files:
+        path = Path(file)
+        session.shared[path.name] = path.read_bytes()
+    session.shared_version += 1
 
 
 def learner_program(argv: list[str], *, cwd: str | os.PathLike | None = None,

@@ -132,6 +132,13 @@ class Callback:
         return f"<grader callable #{self._id}>"
 
 
+class Held:
+    """A value the grader asked this process to keep: sent back as a reference, never by value."""
+
+    def __init__(self, value):
+        self.value = value
+
+
 class Server:
     def __init__(self, rfd: int, wfd: int):
         self.rfile = os.fdopen(rfd, "rb", buffering=0)
@@ -190,6 +197,8 @@ class Server:
     def _persistent_id(self, obj):
         if isinstance(obj, Callback):
             return ("c", obj._id)
+        if type(obj) is Held:
+            return ("r", self.keep(obj.value), descriptor(obj.value))
         if is_plain(obj) or is_library_global(obj):
             return None
         return ("r", self.keep(obj), descriptor(obj, self.snapshot(obj)))
@@ -312,6 +321,16 @@ class Server:
             if name == "iter":
                 return iter(operands[0])
             return _lists(OPS[name](*operands))
+        if op == "path":  # a folder of the graders' shared modules (sealed.share_with_learner)
+            (folder,) = args
+            if folder not in sys.path:
+                sys.path.append(folder)
+            import importlib
+
+            importlib.invalidate_caches()
+            return None
+        if op == "hold":  # kept here, sent back as a reference even when plain (sealed.in_learner_process)
+            return Held(args[0])
         if op == "ping":
             return "pong"
         raise ValueError(f"unknown request {op!r}")

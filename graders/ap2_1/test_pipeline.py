@@ -38,6 +38,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 
 from workbook.checks import assert_close, learner_error, require_started
+from workbook.sealed import run_learner_program, sandbox_uid
 
 pytestmark = pytest.mark.timeout(240)
 FILES = ["dvc.yaml", "params.yaml", "stages.py"]
@@ -186,10 +187,17 @@ def dvc_cmd() -> list[str]:
     return [found] if found else [sys.executable, "-m", "dvc"]
 
 
-def sh(cwd: Path, *command: str) -> str:
-    """Run a command; a stub's NotImplementedError reads "not started", other failures say which command."""
+def sh(cwd: Path, *command: str, learner: bool = False) -> str:
+    """Run a command; a stub's NotImplementedError reads "not started", other failures say which command.
+
+    ``learner``: the command runs the learner's code (`dvc repro` runs stages.py): under
+    sealed grading it runs as the sandbox user, writing only ``cwd`` (workbook.sealed.learner_program).
+    """
     __tracebackhide__ = True
-    proc = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    if learner:
+        proc = run_learner_program(list(command), cwd=cwd, capture_output=True, text=True)
+    else:
+        proc = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
     if proc.returncode != 0:
         output = proc.stdout + proc.stderr
         if "NotImplementedError" in output:
@@ -323,7 +331,7 @@ def run_in_fresh_clone(sandbox: Sandbox, origin: Path, name: str = "clone") -> P
         except Exception as exc:  # noqa: BLE001
             raise AssertionError(f"`dvc pull data/raw.csv.dvc` should work in a fresh clone; DVC says: {exc}") from None
     try:
-        run.output = sh(clone, *dvc_cmd(), "repro")
+        run.output = sh(clone, *dvc_cmd(), "repro", learner=True)
     except (AssertionError, NotImplementedError) as exc:
         run.error = exc
     return run
@@ -418,14 +426,14 @@ stages:
     outs: [out.txt]
 """
 HOSTILE_STAGES = '''\
-import subprocess, sys
+import os, subprocess, sys
 from pathlib import Path
 
 def prepare():
     # relative paths climbing out of the project, as far as a careless learner might
     for up in range(1, 5):
         Path("/".join([".."] * up), f"escape-{up}.txt").write_text("out")
-    Path("out.txt").write_text("done")
+    Path("out.txt").write_text(f"done by {os.getuid()}")
 
 def reproduce(run_id, repo="."):
     # a relative remote, added to a clone in the temporary folder, then pushed
@@ -456,6 +464,12 @@ def test_grading_stays_in_its_temporary_folder(sandbox, tmp_path, exercise_id):
     origin = build_origin(sandbox, hostile, name="hostile-origin")
     run = run_in_fresh_clone(sandbox, origin, name="hostile-clone")
     assert run.error is None, f"the hostile pipeline should run: {run.error}"
+    # Under sealed grading as root, `dvc repro` runs the stages as the sandbox user, in a
+    # working copy made writable for it (DVC's cache and state in the clone included).
+    user = sandbox_uid()
+    if user is not None:
+        done = (run.clone / "out.txt").read_text()
+        assert done == f"done by {user}", f"`dvc repro` should run the stages as uid {user}; out.txt says {done!r}"
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("hostile_stages", hostile / "stages.py")

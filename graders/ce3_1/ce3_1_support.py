@@ -8,7 +8,15 @@ together when a check first needs one:
   rate limit and body limit) serving a classifier that raises on one input;
 * ``plain_1`` / ``plain_2``: every setting at its default but RATE_LIMIT, two processes sharing one Redis;
 * ``missing``: a model file that does not exist;
-* ``no_redis``: a Redis URL nobody answers at.
+* ``no_redis``: a Redis URL nobody answers at;
+* ``redis_window``: REDIS_URL with a 2 s window and a limit of 2 (Retry-After in the right unit);
+* ``spy``: the app served through a wrapper module of the graders' (``SPY_MODULE``) that
+  records what ``hmac.compare_digest`` / ``secrets.compare_digest`` compare in a file;
+* ``empty``: every setting present but empty; ``no_keys``: no API key configured;
+  ``defaults``: API_KEYS only (the default rate limit).
+
+The learner's app always runs as its own uvicorn process (``learner=True``: under sealed
+grading as the sandbox user), never in the grader's process.
 
 Expectations never come from the learner's objects: the graders train the models here
 with scikit-learn and call their ``predict`` / ``predict_proba`` themselves.
@@ -16,8 +24,11 @@ with scikit-learn and call their ``predict`` / ``predict_proba`` themselves.
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import inspect
 import os
+import re
 import secrets
 import signal
 import sys
@@ -68,6 +79,9 @@ DEFAULT_MAX_BODY = 1_048_576
 DEFAULT_MAX_BATCH = 100
 PLAIN_FEATURES = 7
 PLAIN_LABELS = np.array([2, 4, 6])
+# The redis_window server: a small limit and window, so Retry-After is waited out in a check.
+REDIS_WINDOW_LIMIT = 2
+REDIS_WINDOW = 2.0
 
 #: The first feature value on which the main model raises (a stand-in for any bug).
 BOOM = 31337.0
@@ -107,6 +121,40 @@ LIGHT_SOURCE = textwrap.dedent('''
                 raise RuntimeError("SECRET: the model blew up")
             return super().predict_proba(X)
 ''').replace("BOOM", repr(BOOM)).replace("SECRET", SECRET)
+
+
+# The compare_digest spy: uvicorn serves ``SPY_MODULE:app``, which patches both functions to
+# append ``repr((a, b))`` to the file named by SPY_LOG_VARIABLE, then imports the learner's app.
+SPY_MODULE = "ce3_1_grader_spy"
+SPY_LOG_VARIABLE = "CE3_1_GRADER_SPY_LOG"
+SPY_SOURCE = textwrap.dedent('''
+    """Serves the learner's app with hmac/secrets.compare_digest recorded (written by the graders)."""
+    import hmac
+    import os
+    import secrets
+
+    _real = hmac.compare_digest
+    _log = os.environ.get("VARIABLE", "")
+
+
+    def _plain(value):
+        return bytes(value) if isinstance(value, (bytearray, memoryview)) else value
+
+
+    def compare_digest(a, b):
+        try:
+            with open(_log, "a", encoding="utf-8") as out:
+                out.write(repr((_plain(a), _plain(b))) + "\\n")
+        except Exception:
+            pass
+        return _real(a, b)
+
+
+    hmac.compare_digest = compare_digest
+    secrets.compare_digest = compare_digest
+
+    from app import app  # noqa: E402 - the learner's module, once the spy is in place
+''').replace("VARIABLE", SPY_LOG_VARIABLE)
 
 
 class KeyPool:
@@ -217,6 +265,10 @@ class Fleet:
     app_dir: Path = Path()
     servers: dict[str, Server] = field(default_factory=dict)
     pending: dict[str, tuple[Path, dict[str, str]]] = field(default_factory=dict)
+    apps: dict[str, str] = field(default_factory=dict)  # role -> uvicorn's app, when not app:app
+    role_keys: dict[str, str] = field(default_factory=dict)  # the one API key of a single-check role
+    spy_log: Path = Path()
+    wanted: set[str] | None = None  # the roles the selected checks use (roles_used)  # the file the spy role's wrapper appends compared values to
     keys: dict[str, KeyPool] = field(default_factory=dict)
     env_keys: list[str] = field(default_factory=list)
     file_keys: list[str] = field(default_factory=list)
@@ -225,13 +277,31 @@ class Fleet:
         """Spawn these roles' servers now, without waiting for them."""
         for role in roles:
             cwd, env = self.pending.pop(role)
-            self.servers[role] = spawn(role, self.app_dir, cwd, env, self.folder)
+            self.servers[role] = spawn(role, self.app_dir, cwd, env, self.folder,
+                                       app=self.apps.get(role, "app:app"))
 
     def __getitem__(self, role: str) -> Server:
-        """The server of ``role``; the first use of a server not yet spawned spawns all the rest at once."""
+        """The server of ``role``; the first use of a server not yet spawned spawns all the rest
+        the selected checks use at once (``wanted``; every pending one when it is None)."""
         if role not in self.servers:
-            self.start(*self.pending)
+            self.start(*dict.fromkeys([role, *(r for r in self.pending if self.wanted is None or r in self.wanted)]))
         return self.servers[role]
+
+
+def roles_used(items) -> set[str] | None:
+    """The roles the checks ``items`` ask the fleet for (``fleet["role"]`` in their source); None if unknown.
+
+    A grading run of a few checks (``-k``, as the mutant gate runs them) then starts only
+    their servers; a role missed here still starts on its own first use.
+    """
+    found: set[str] = set()
+    for item in items:
+        try:
+            source = inspect.getsource(item.function)
+        except (AttributeError, OSError, TypeError):
+            return None
+        found.update(re.findall(r'fleet\["(\w+)"\]', source))
+    return found
 
 
 def _import(folder: Path, name: str, source: str):
@@ -260,10 +330,40 @@ def train_models(folder: Path):
     return main, plain, swapped
 
 
-def spawn(role: str, app_dir: Path, cwd: Path, env: dict[str, str], pythonpath: Path) -> Server:
+def write_spy(folder: Path) -> None:
+    """The wrapper module of the ``spy`` role, in the folder on the servers' PYTHONPATH."""
+    (folder / f"{SPY_MODULE}.py").write_text(SPY_SOURCE, encoding="utf-8")
+
+
+def spied_calls(log: Path, offset: int = 0) -> list[tuple]:
+    """The (a, b) pairs the spy recorded after ``offset`` bytes of its file (unreadable lines skipped)."""
+    try:
+        with open(log, "rb") as recorded:
+            recorded.seek(offset)
+            text = recorded.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return []
+    calls = []
+    for line in text.splitlines():
+        with contextlib.suppress(ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            pair = ast.literal_eval(line)
+            if isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(v, str | bytes) for v in pair):
+                calls.append(pair)
+    return calls
+
+
+def file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def spawn(role: str, app_dir: Path, cwd: Path, env: dict[str, str], pythonpath: Path,
+          app: str = "app:app") -> Server:
     log_dir = make_tempdir(f"ce3_1-{role}")
     port = free_port()
-    argv = [sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port", str(port),
+    argv = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
             "--app-dir", str(app_dir), "--no-access-log"]
     process = LocalProcess(argv, log_dir / "uvicorn.log", cwd=cwd,
                            env={**env, "PYTHONPATH": str(pythonpath), "PYTHONUNBUFFERED": "1",

@@ -15,10 +15,17 @@ from ce3_1_support import (
     MAIN_RATE_LIMIT,
     MAIN_VERSION,
     MAIN_WINDOW,
+    REDIS_WINDOW,
+    REDIS_WINDOW_LIMIT,
+    SETTINGS,
     SHARED_RATE_LIMIT,
+    SPY_LOG_VARIABLE,
+    SPY_MODULE,
     Fleet,
     KeyPool,
+    roles_used,
     train_models,
+    write_spy,
 )
 
 from workbook.checks import require_started
@@ -34,7 +41,7 @@ def started(target_dir: Path, exercise_id: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def fleet(started: Path, redis):
+def fleet(started: Path, redis, request):
     """The servers, started when first used; each check waits only for the servers it uses."""
     folder = make_tempdir("ce3_1-grader")
     fleet = None
@@ -75,7 +82,29 @@ def fleet(started: Path, redis):
             "missing": (missing_dir, {"MODEL_PATH": str(missing_dir / "absent.pkl"), "API_KEYS": other_keys}),
             "no_redis": (no_redis_dir, {"API_KEYS": other_keys, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}),
         }
+        # Servers of one check each, with the main model (a copy in their own folder).
+        fleet.role_keys = {role: f"{role.replace('_', '-')}-{secrets.token_hex(8)}"
+                           for role in ("redis_window", "spy", "empty", "defaults")}
+        single = {
+            "redis_window": {"API_KEYS": fleet.role_keys["redis_window"], "REDIS_URL": redis.url,
+                             "RATE_LIMIT": str(REDIS_WINDOW_LIMIT), "RATE_LIMIT_WINDOW": f"{REDIS_WINDOW:g}"},
+            "spy": {"API_KEYS": f"other-{secrets.token_hex(4)},{fleet.role_keys['spy']}"},
+            "empty": {**{name: "" for name in SETTINGS if name not in ("MODEL_PATH", "API_KEYS")},
+                      "API_KEYS": fleet.role_keys["empty"]},
+            "no_keys": {},
+            "defaults": {"API_KEYS": fleet.role_keys["defaults"]},
+        }
+        for role, env in single.items():
+            role_dir = folder / role
+            role_dir.mkdir()
+            shutil.copy(main_dir / "classifier.joblib", role_dir / "classifier.joblib")
+            roles[role] = (role_dir, {"MODEL_PATH": str(role_dir / "classifier.joblib"), **env})
+        write_spy(folder)
+        fleet.spy_log = folder / "spy" / "compare_digest.log"
+        roles["spy"][1][SPY_LOG_VARIABLE] = str(fleet.spy_log)
+        fleet.apps["spy"] = f"{SPY_MODULE}:app"
         fleet.app_dir, fleet.pending = started, roles
+        fleet.wanted = roles_used(request.session.items)
         # The main server now; the others (used by the last checks) on first use, together,
         # so a grading run stopped early by -x pays for one server only.
         fleet.start("main")

@@ -13,14 +13,11 @@ cases harder to see, never a correct service fail.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
-import hmac
 import json
 import math
 import secrets
 import socket
-import threading
 import time
 
 import httpx
@@ -40,14 +37,15 @@ from ce3_1_support import (
     MAIN_WINDOW,
     N_FEATURES,
     PLAIN_FEATURES,
+    REDIS_WINDOW,
+    REDIS_WINDOW_LIMIT,
     SECRET,
-    SETTINGS,
     SHARED_RATE_LIMIT,
     Server,
+    file_size,
+    spied_calls,
     stub_check,
 )
-
-from workbook.services.base import free_port
 
 JSON = {"Content-Type": "application/json"}
 
@@ -223,49 +221,6 @@ def malformed_bodies() -> dict[str, bytes]:
         "bytes that are not UTF-8": b'{"features": [\xff\xfe]}',
         "a 10 MB body": b'{"features": [' + b"1.0, " * 2_000_000 + b"1.0]}",
     }
-
-
-# -- the app in the grader's own process (for the compare_digest spy) -----------------------
-
-
-def in_process(load_module, monkeypatch, fleet, env: dict[str, str]):
-    """The learner's module, imported here with the main model and ``env`` as its only settings."""
-    for name in SETTINGS:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("MODEL_PATH", str(fleet.folder / "main" / "classifier.joblib"))
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.syspath_prepend(str(fleet.folder))
-    return load_module("app")
-
-
-@contextlib.contextmanager
-def serve_in_process(app, timeout: float = 30.0):
-    """Serve ``app`` with uvicorn in a thread of this process; yield a client once /ready is 200."""
-    __tracebackhide__ = True
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
-                                           access_log=False, lifespan="on"))
-    thread = threading.Thread(target=server.run, name="ce3_1-in-process", daemon=True)
-    thread.start()
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=15) as client:
-            deadline = time.monotonic() + timeout
-            while True:
-                if server.started and client.get("/ready").status_code == 200:
-                    break
-                if not thread.is_alive() or time.monotonic() > deadline:
-                    raise AssertionError(
-                        "the app served in the grader's process should start and answer GET /ready "
-                        f"with 200 within {timeout:g} s; it did not"
-                    )
-                time.sleep(0.01)
-            yield client
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 # -- rate-limit bursts -------------------------------------------------------------------------
@@ -846,65 +801,56 @@ def test_key_is_served_again_after_retry_after(fleet):
                                      "after the 429")
 
 
-# == checks on the app imported and served in the grader's own process =====================
+# == checks on servers of their own, one check each (the main model, a few settings) ==========
 
 
 @pytest.mark.points(1)
 @pytest.mark.covers("retry-after-honest", "rate-limit-shared")
-def test_redis_limited_key_is_served_again_after_retry_after(started, load_module, monkeypatch, fleet, redis):
+def test_redis_limited_key_is_served_again_after_retry_after(fleet):
     """With REDIS_URL and a 2 s window, a refused key is served again once its Retry-After has passed."""
-    limit, window = 2, 2.0
-    key = "redis-window-" + secrets.token_hex(8)
-    module = in_process(load_module, monkeypatch, fleet, {
-        "API_KEYS": key, "REDIS_URL": redis.url, "RATE_LIMIT": str(limit), "RATE_LIMIT_WINDOW": f"{window:g}"})
+    server = fleet["redis_window"].ready()
+    limit, window = REDIS_WINDOW_LIMIT, REDIS_WINDOW
+    key = fleet.role_keys["redis_window"]
     row = rows(1, seed=29)[0]
-    what = f"the app with REDIS_URL, RATE_LIMIT={limit}, RATE_LIMIT_WINDOW={window:g} (served in the grader's process)"
-    with serve_in_process(module.app) as client:
-        responses = []
-        for _ in range(3 * limit + 1):  # until the first refusal; how many are served is checked elsewhere
-            responses.append(client.post("/predict", json={"features": row}, headers={"X-API-Key": key}))
-            if responses[-1].status_code != 200:
-                break
-        expect_status(responses[-1], 429, f"{what}: request {len(responses)} of a quick burst with one key")
-        header = responses[-1].headers.get("retry-after", "")
-        assert header.strip().isdigit() and 1 <= int(header) <= math.ceil(window), (
-            f"{what}: the 429 should carry Retry-After between 1 and {math.ceil(window)}; got {header!r}"
-        )
-        time.sleep(int(header) + 0.05)
-        response = client.post("/predict", json={"features": row}, headers={"X-API-Key": key})
-        expect_status(response, 200, f"{what}: POST /predict {header} s (the 429's Retry-After) after the refusal "
-                                     "(is the Redis key's expiry set in the window's unit?)")
+    what = f"the app with REDIS_URL, RATE_LIMIT={limit}, RATE_LIMIT_WINDOW={window:g}"
+    responses = []
+    for _ in range(3 * limit + 1):  # until the first refusal; how many are served is checked elsewhere
+        responses.append(call(server, "POST", "/predict", key=key, body={"features": row}))
+        if responses[-1].status_code != 200:
+            break
+    expect_status(responses[-1], 429, f"{what}: request {len(responses)} of a quick burst with one key")
+    header = responses[-1].headers.get("retry-after", "")
+    assert header.strip().isdigit() and 1 <= int(header) <= math.ceil(window), (
+        f"{what}: the 429 should carry Retry-After between 1 and {math.ceil(window)}; got {header!r}"
+    )
+    time.sleep(int(header) + 0.05)
+    response = call(server, "POST", "/predict", key=key, body={"features": row})
+    expect_status(response, 200, f"{what}: POST /predict {header} s (the 429's Retry-After) after the refusal "
+                                 "(is the Redis key's expiry set in the window's unit?)")
 
 
 @pytest.mark.points(1)
 @pytest.mark.covers("constant-time")
-def test_keys_are_compared_with_compare_digest(started, load_module, monkeypatch, fleet):
+def test_keys_are_compared_with_compare_digest(fleet):
     """The presented key reaches hmac.compare_digest (or secrets.compare_digest), valid or not."""
-    calls: list[tuple] = []
-    real = hmac.compare_digest
-
-    def spy(a, b):
-        calls.append((a, b))
-        return real(a, b)
-
-    monkeypatch.setattr(hmac, "compare_digest", spy)
-    monkeypatch.setattr(secrets, "compare_digest", spy)
-    key = "spy-" + secrets.token_hex(8)
-    module = in_process(load_module, monkeypatch, fleet, {"API_KEYS": f"other-{secrets.token_hex(4)},{key}"})
+    # The spy server imports the learner's app through a module of the graders' that records
+    # both functions' arguments in a file (ce3_1_support.SPY_SOURCE); read here after each request.
+    server = fleet["spy"].ready()
+    key = fleet.role_keys["spy"]
     row = rows(1, seed=19)[0]
-    with serve_in_process(module.app) as client:
-        for presented, status in ((key, 200), ("wrong-" + secrets.token_hex(8), 403)):
-            calls.clear()
-            response = client.post("/predict", json={"features": row}, headers={"X-API-Key": presented})
-            expect_status(response, status, f"POST /predict (app served in the grader's process) with key {presented!r}")
-            forms = key_forms(presented)
-            assert any(a in forms or b in forms for a, b in calls), (
-                f"the key {presented!r} should be compared with hmac.compare_digest or "
-                f"secrets.compare_digest; {len(calls)} calls to them saw other values"
-                if calls else
-                f"the key {presented!r} should be compared with hmac.compare_digest or "
-                "secrets.compare_digest (constant time); neither was called"
-            )
+    for presented, status in ((key, 200), ("wrong-" + secrets.token_hex(8), 403)):
+        offset = file_size(fleet.spy_log)
+        response = call(server, "POST", "/predict", key=presented, body={"features": row})
+        expect_status(response, status, f"POST /predict with key {presented!r}")
+        calls = spied_calls(fleet.spy_log, offset)
+        forms = key_forms(presented)
+        assert any(a in forms or b in forms for a, b in calls), (
+            f"the key {presented!r} should be compared with hmac.compare_digest or "
+            f"secrets.compare_digest; {len(calls)} calls to them saw other values"
+            if calls else
+            f"the key {presented!r} should be compared with hmac.compare_digest or "
+            "secrets.compare_digest (constant time); neither was called"
+        )
 
 
 def key_forms(key: str) -> set:
@@ -919,44 +865,38 @@ def key_forms(key: str) -> set:
 
 @pytest.mark.points(1)
 @pytest.mark.covers("env-empty")
-def test_empty_variables_take_their_defaults(started, load_module, monkeypatch, fleet):
+def test_empty_variables_take_their_defaults(fleet):
     """Every setting present but empty (`RATE_LIMIT=`) reads as unset: the service starts and serves."""
-    key = "empty-" + secrets.token_hex(6)
-    empty = {name: "" for name in SETTINGS if name not in ("MODEL_PATH", "API_KEYS")}
-    module = in_process(load_module, monkeypatch, fleet, {**empty, "API_KEYS": key})
+    server = fleet["empty"].ready()
     row = rows(1, seed=21)[0]
-    with serve_in_process(module.app) as client:
-        response = client.post("/predict", json={"features": row}, headers={"X-API-Key": key})
-        expect_status(response, 200, "POST /predict with every other setting set to an empty value")
+    response = call(server, "POST", "/predict", key=fleet.role_keys["empty"], body={"features": row})
+    expect_status(response, 200, "POST /predict with every other setting set to an empty value")
 
 
 @pytest.mark.points(1)
 @pytest.mark.covers("no-keys-no-access")
-def test_without_configured_keys_nothing_is_served(started, load_module, monkeypatch, fleet):
+def test_without_configured_keys_nothing_is_served(fleet):
     """With neither API_KEYS nor API_KEYS_FILE set, /predict refuses everyone (401 or 403)."""
-    module = in_process(load_module, monkeypatch, fleet, {})
+    server = fleet["no_keys"].ready()
     row = rows(1, seed=20)[0]
-    with serve_in_process(module.app) as client:
-        for what, headers in {"no key": {}, "an empty key": {"X-API-Key": ""},
-                              "a made-up key": {"X-API-Key": "anything"}}.items():
-            response = client.post("/predict", json={"features": row}, headers=headers)
-            expect_status(response, (401, 403), f"POST /predict with {what} when no key is configured")
+    for what, headers in {"no key": {}, "an empty key": {"X-API-Key": ""},
+                          "a made-up key": {"X-API-Key": "anything"}}.items():
+        response = call(server, "POST", "/predict", body={"features": row}, headers=headers)
+        expect_status(response, (401, 403), f"POST /predict with {what} when no key is configured")
 
 
 @pytest.mark.points(1)
 @pytest.mark.covers("env-rate-limit")
-def test_default_rate_limit_is_60_per_60_seconds(started, load_module, monkeypatch, fleet):
+def test_default_rate_limit_is_60_per_60_seconds(fleet):
     """RATE_LIMIT and RATE_LIMIT_WINDOW unset: a key gets 60 requests, then 429 with Retry-After of at most 60."""
-    key = "defaults-" + secrets.token_hex(8)
-    module = in_process(load_module, monkeypatch, fleet, {"API_KEYS": key})
-    with serve_in_process(module.app) as client:
-        responses, started_at = [], time.monotonic()
-        for i in range(3 * DEFAULT_RATE_LIMIT):
-            responses.append(client.post("/predict", json={"features": rows(1, seed=200 + i)[0]},
-                                         headers={"X-API-Key": key}))
-            if responses[-1].status_code != 200:
-                break
-        seconds = time.monotonic() - started_at
+    server = fleet["defaults"].ready()
+    key = fleet.role_keys["defaults"]
+    responses, started_at = [], time.monotonic()
+    for i in range(3 * DEFAULT_RATE_LIMIT):
+        responses.append(call(server, "POST", "/predict", key=key, body={"features": rows(1, seed=200 + i)[0]}))
+        if responses[-1].status_code != 200:
+            break
+    seconds = time.monotonic() - started_at
     assert_limited(responses, seconds, DEFAULT_RATE_LIMIT, DEFAULT_WINDOW,
                    "the app with RATE_LIMIT and RATE_LIMIT_WINDOW unset (defaults 60 per 60 s)")
 

@@ -42,9 +42,12 @@ from psycopg import sql
 from sklearn.linear_model import LinearRegression
 
 from workbook.checks import learner_error
+from workbook.sealed import run_learner_program, share_with_learner
 
 FEATURES = ["f1", "f2", "f3"]
 SUPPORT = Path(__file__).with_name("ce3_4_support.py")
+# The learner's code loads LoggedModel files: under sealed grading its process imports the class too.
+share_with_learner(SUPPORT)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -869,10 +872,15 @@ def big_runs(postgres, target_dir, tmp_path_factory):
             "jobs": [job for kind in ("db", "parquet", "csv") for job in jobs[kind]],
             "result": str(folder / "result.json")}
     (folder / "spec.json").write_text(json.dumps(spec))
+    # A copy of the support module beside the spec: the learner's program (under sealed
+    # grading, as the sandbox user) never sees graders/. It writes its outputs in ``folder``.
+    support = folder / SUPPORT.name
+    support.write_bytes(SUPPORT.read_bytes())
     try:
-        child = subprocess.run([sys.executable, str(SUPPORT), str(folder / "spec.json")],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=150,
-                               env={**os.environ, **CHILD_THREADS})
+        child = run_learner_program([sys.executable, str(support), str(folder / "spec.json")],
+                                    cwd=folder, reads=(target_dir / "ce3_4",),
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=150,
+                                    env={**os.environ, **CHILD_THREADS})
         result = (json.loads((folder / "result.json").read_text()) if (folder / "result.json").is_file()
                   else {"error": f"the child process exited with {child.returncode}: {child.stderr[-1500:]}"})
     except subprocess.TimeoutExpired:

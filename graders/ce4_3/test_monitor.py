@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import socket
 import sqlite3
-import subprocess
 import sys
 import time
 import uuid
@@ -27,6 +26,7 @@ from scipy import stats
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
 from workbook.checks import assert_close, field, learner_error
+from workbook.sealed import run_learner_program
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
 STEP = timedelta(minutes=10)
@@ -771,8 +771,10 @@ def test_data_survives_the_process(mod, target_dir, tmp_path):
     """Predictions tracked by another process, which then exits, are all there."""
     path = tmp_path / "shared.db"
     mod.ModelMonitor(str(path)).close()  # the learner's constructor runs here first
-    run = subprocess.run([sys.executable, "-c", SUBPROCESS, str(target_dir), str(path)],
-                         capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    # The learner's code in a program of its own: under sealed grading, as the sandbox user.
+    run = run_learner_program([sys.executable, "-c", SUBPROCESS, str(target_dir), str(path)],
+                              reads=(target_dir / "ce4_3",), capture_output=True, text=True, timeout=60,
+                              cwd=tmp_path)
     assert run.returncode == 0, f"a process tracking 6 predictions failed: {run.stderr.strip().splitlines()[-1:]}"
     monitor = mod.ModelMonitor(str(path), clock=Clock(T0 + DAY))
     result = monitor.compute_metrics("1d")

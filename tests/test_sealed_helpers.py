@@ -1,0 +1,66 @@
+"""Helpers graders use under sealed grading: shared helper modules, and objects both sides change."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sealed grading needs Linux")
+
+DEMO = '''
+class Keeper:
+    def __init__(self, frame):
+        self.frame = frame
+
+    def total(self):
+        return float(self.frame["x"].sum())
+
+
+def helper_value():
+    import workbook_test_shared_helper
+
+    return workbook_test_shared_helper.VALUE
+'''
+
+
+def test_shared_modules_and_objects_held_in_the_learners_process(tmp_path, monkeypatch):
+    """share_with_learner: the learner's process imports a graders' module it cannot see;
+    in_learner_process: a frame the grader changes after handing it over changes there too."""
+    import pandas as pd
+
+    from workbook import sealed
+
+    monkeypatch.setattr(sealed, "_active", None)
+    plain = pd.DataFrame({"x": [1.0, 2.0]})
+    assert sealed.in_learner_process(plain) is plain, "outside sealed grading the value itself"
+    assert sealed.sandbox_uid() is None
+
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "mod.py").write_text(DEMO)
+    helper = tmp_path / "helpers" / "workbook_test_shared_helper.py"
+    helper.parent.mkdir()
+    helper.write_text("VALUE = 42\n")
+    session = sealed.Session()
+    monkeypatch.setattr(sealed, "_active", session)
+    try:
+        sealed.share_with_learner(helper)
+        mod = session.load("demo", "mod", tmp_path)
+        assert mod.helper_value() == 42
+
+        held = sealed.in_learner_process(pd.DataFrame({"x": [1.0, 2.0]}))
+        keeper = mod.Keeper(held)
+        held["x"] += 5.0  # read back, added here, set there
+        assert keeper.total() == 13.0, "the learner's object holds the very frame the grader changed"
+
+        copied = pd.DataFrame({"x": [1.0, 2.0]})
+        other = mod.Keeper(copied)
+        copied["x"] += 5.0
+        assert other.total() == 3.0, "a frame sent by value is the learner's own copy"
+
+        helper.write_text("VALUE = 7\n")  # shared again: a fresh learner process gets the new file
+        sealed.share_with_learner(helper)
+        session.child.kill("a test ended it")
+        assert session.load("demo", "mod", tmp_path).helper_value() == 7
+    finally:
+        session.close()
