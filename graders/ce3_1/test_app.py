@@ -621,6 +621,11 @@ def test_every_response_carries_a_request_id(fleet):
                                     headers={"X-Request-ID": mine}),
         "POST /predict (401)": call(server, "POST", "/predict", body={"features": row}, headers={"X-Request-ID": mine}),
         "GET /health": call(server, "GET", "/health", headers={"X-Request-ID": mine}),
+        # Other headers whose names sort around x-request-id are not the request id.
+        "GET /health (with X-Requested-With)": call(server, "GET", "/health", headers={
+            "X-Request-ID": mine, "X-Requested-With": "XMLHttpRequest", "X-Request-Idempotency": "no"}),
+        "GET /health (X-Requested-With first)": call(server, "GET", "/health", headers={
+            "X-Requested-With": "XMLHttpRequest", "X-Request-Idempotency": "no", "X-Request-ID": mine}),
     }.items():
         assert response.headers.get("x-request-id") == mine, (
             f"{what} sent with X-Request-ID {mine!r} should answer the same header; got {response.headers.get('x-request-id')!r}"
@@ -630,6 +635,10 @@ def test_every_response_carries_a_request_id(fleet):
         "POST /predict (200)": call(server, "POST", "/predict", key=fleet.keys["main"].take(), body={"features": row}),
         "POST /predict (200) again": call(server, "POST", "/predict", key=fleet.keys["main"].take(),
                                           body={"features": row}),
+        "GET /health with X-Requested-With": call(server, "GET", "/health",
+                                                  headers={"X-Requested-With": "XMLHttpRequest"}),
+        "GET /health with X-Requested-With again": call(server, "GET", "/health",
+                                                        headers={"X-Requested-With": "XMLHttpRequest"}),
         "POST /predict (403)": call(server, "POST", "/predict", key="wrong", body={"features": row}),
         "GET /ready": call(server, "GET", "/ready"),
     }.items():
