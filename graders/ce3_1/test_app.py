@@ -346,12 +346,16 @@ def test_batch_size_and_bad_rows_are_refused(fleet):
 
 
 @pytest.mark.points(2)
-@pytest.mark.covers("concurrency", "request-id-new")
+@pytest.mark.covers("concurrency", "request-id-new", "error-500")
 def test_hundred_concurrent_requests_all_answered_correctly(fleet):
     """100 requests at once, each with its own row and key: every one gets its own row's answer
-    and its own request id."""
+    and its own request id. Five of them are rows the model raises on: they alone get a 500
+    (a service that batches concurrent requests must not fail the others with them)."""
     server = fleet["main"].ready()
     data_rows = rows(100, seed=10)
+    bad = {17, 37, 57, 77, 97}
+    for i in bad:
+        data_rows[i] = [BOOM, *data_rows[i][1:]]
     keys = [fleet.keys["main"].take() for _ in data_rows]
 
     async def fire():
@@ -366,7 +370,11 @@ def test_hundred_concurrent_requests_all_answered_correctly(fleet):
     failures = [r for r in responses if isinstance(r, Exception)]
     assert not failures, f"100 concurrent POST /predict: {len(failures)} got no answer ({failures[0]!r})"
     for i, (response, row) in enumerate(zip(responses, data_rows, strict=True)):
-        data = expect_status(response, 200, f"concurrent POST /predict #{i}")
+        if i in bad:
+            expect_status(response, 500, f"concurrent POST /predict #{i}, a row the model raises on")
+            continue
+        data = expect_status(response, 200, f"concurrent POST /predict #{i} (sent together with #{sorted(bad)}, "
+                                            "rows the model raises on)")
         assert_prediction(data, fleet.main_model, row, f"concurrent POST /predict #{i}")
     ids = [response.headers.get("x-request-id") for response in responses]
     shared = {rid for rid in ids if ids.count(rid) > 1}
