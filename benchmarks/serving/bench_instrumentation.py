@@ -30,8 +30,6 @@ import json
 import os
 import platform
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -48,7 +46,7 @@ from sklearn.linear_model import LogisticRegression
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_serving import ROOT, run_wrk  # noqa: E402  (the same wrk load generator)
+from bench_serving import ROOT, run_wrk, start, stop  # noqa: E402  (the same servers and wrk load)
 
 SOLUTION = ROOT / "solutions" / "ce4_1"
 N_FEATURES = 20
@@ -90,40 +88,6 @@ def prepare(work: Path) -> tuple[dict[str, tuple[Path, dict[str, str]]], str, Lo
                                                {**env, "PROMETHEUS_MULTIPROC_DIR": str(multiproc)})
     body = json.dumps({"features": [round(float(v), 6) for v in X[7]]})
     return contenders, body, model
-
-
-def start(app_dir: Path, env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
-    """``uvicorn serving:app`` (one worker) on a free loopback port, once /health answers."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    argv = [sys.executable, "-m", "uvicorn", "serving:app", "--app-dir", str(app_dir), "--host", "127.0.0.1",
-            "--port", str(port), "--no-access-log", "--log-level", "warning"]
-    proc = subprocess.Popen(argv, env={**os.environ, **env}, cwd=app_dir, stdout=log.open("wb"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{app_dir} exited: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    stop(proc)
-    raise RuntimeError(f"{app_dir} did not answer within 60 s")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
 
 
 CPU_PROBE = textwrap.dedent('''
@@ -221,7 +185,7 @@ def main() -> int:
                 if "PROMETHEUS_MULTIPROC_DIR" in env:  # a fresh folder for each server, as the docs ask
                     shutil.rmtree(env["PROMETHEUS_MULTIPROC_DIR"])
                     os.mkdir(env["PROMETHEUS_MULTIPROC_DIR"])
-                proc, url = start(folder, env, work / f"{name}-{repeat}.log")
+                proc, url = start("serving:app", folder, env, 1, work / f"{name}-{repeat}.log", nodelay_fix=False)
                 try:
                     check_answer(url, body, model)
                     run_wrk(url, body, connections=args.connections, threads=args.threads,
