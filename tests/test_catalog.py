@@ -79,3 +79,17 @@ def test_readme_lists_every_ready_exercise():
     assert listed == ready, (
         f"README.md's 'What is ready' table should list exactly the ready exercises: "
         f"missing {sorted(ready - listed)}, not ready {sorted(listed - ready)}")
+
+
+def test_grader_test_files_have_unique_names():
+    """`pytest graders` collects every exercise's checks in one session, where two test files
+    with the same name (graders/a/test_x.py, graders/b/test_x.py) fail with "import file mismatch"."""
+    from workbook.paths import PACKAGE_DIR
+
+    seen: dict[str, str] = {}
+    clashes = []
+    for path in sorted((PACKAGE_DIR.parent / "graders").glob("*/test_*.py")):
+        if path.name in seen:
+            clashes.append(f"{seen[path.name]} and {path.parent.name}/{path.name}")
+        seen.setdefault(path.name, f"{path.parent.name}/{path.name}")
+    assert not clashes, f"grader test files must have names unique across graders/: {clashes}"

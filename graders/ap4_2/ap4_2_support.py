@@ -23,7 +23,7 @@ from scipy import stats
 
 from workbook.checks import field
 
-# The served apps (conftest.py, test_serving.py): both monitors use these settings.
+# The served apps (conftest.py, test_drift_serving.py): both monitors use these settings.
 WINDOW_SIZE = 100
 PATIENCE = 3
 APPS = ("shifted", "calm")

@@ -4,7 +4,7 @@ Two copies of the exercise's serving app (serving_app.py, with the learner's pip
 run under real uvicorn processes, each with its own MLflow experiment, and a real
 Prometheus scrapes both every second. Prometheus takes up a new scrape target only every
 few seconds, so the apps start in the background when the first check of this folder
-begins; the end-to-end checks (test_serving.py) wait for them. Under -x (mutation
+begins; the end-to-end checks (test_drift_serving.py) wait for them. Under -x (mutation
 testing, where most runs stop at the first direct check) they start on demand instead.
 """
 
@@ -61,7 +61,7 @@ def serving(request: pytest.FixtureRequest, target_dir: Path):
 
     state = Serving()
     source = target_dir / "ap4_2"
-    if not any(item.path.name == "test_serving.py" for item in request.session.items):
+    if not any(item.path.name == "test_drift_serving.py" for item in request.session.items):
         yield state  # only the direct checks run (`-k`, a mutant's checks): nothing to serve
         return
     mlflow_server = request.getfixturevalue("mlflow_server")
