@@ -440,9 +440,10 @@ def test_hostile_submission_with_services_gets_its_honest_score(case, backend, t
         return
     expected = outcomes(ce4_3_honest)
     assert any(s == "passed" for s in expected.values()), "the solution's honest run passed nothing"
+    differ = {c: (got.get(c), expected.get(c)) for c in set(got) | set(expected) if got.get(c) != expected.get(c)}
+    said = "\n".join(f"--- {t['check']}: {t['output'][-1500:]}" for t in report["tests"] if t["check"] in differ)
     assert got == expected, (
-        f"{case} ({backend}): sealed outcomes should equal the solution's; differ on "
-        f"{ {c: (got.get(c), expected.get(c)) for c in set(got) | set(expected) if got.get(c) != expected.get(c)} }"
+        f"{case} ({backend}): sealed outcomes should equal the solution's; differ on {differ}\n{said}"
     )
     assert report["score"] == ce4_3_honest["score"]
 
