@@ -35,13 +35,14 @@ test: provision setup lint
 	$(MAKE) test-notebooks
 
 ## The service smoke suite under each backend, and every grader on the solutions with
-## docker services (the quality gates above ran them with local ones). Docker needs an
+## docker services and sealed, as `workbook grade` runs them (the quality gates above ran
+## them unsealed with local ones). Docker needs an
 ## engine and the images (`make images`); without one this part is skipped, never in CI.
 test-services: setup
 	$(BIN)/pytest tests/services --services=local -p no:cacheprovider
 	@if docker info >/dev/null 2>&1 || [ -n "$$CI" ]; then \
 		$(BIN)/pytest tests/services --services=docker -p no:cacheprovider && \
-		$(BIN)/pytest graders --target=solutions --services=docker -p no:cacheprovider; \
+		$(BIN)/pytest graders --target=solutions --services=docker --sealed -p no:cacheprovider; \
 	else echo "docker part skipped: no Docker engine answers (see infra/images/README.md)"; fi
 
 test-notebooks: setup

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import pytest
@@ -64,3 +65,35 @@ def test_shared_modules_and_objects_held_in_the_learners_process(tmp_path, monke
         assert session.load("demo", "mod", tmp_path).helper_value() == 7
     finally:
         session.close()
+
+
+
+def _sandbox_uid_of_another_run(user: str | None) -> str:
+    """The sandbox user id a grader process of its own picks, with WORKBOOK_SEALED_USER=user."""
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "WORKBOOK_SEALED_USER"}
+    if user is not None:
+        env["WORKBOOK_SEALED_USER"] = user
+    code = "from workbook import sealed; print(sealed.Session().sandbox_user()[0])"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env=env).stdout.strip()
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="a sandbox user exists only for a grader run as root")
+def test_each_grading_run_has_a_sandbox_user_of_its_own():
+    """RLIMIT_NPROC counts a user's processes across the machine: two grading runs at once (a
+    class graded in parallel, this suite under xdist) must not share one, or one learner's fork
+    bomb would make another's honest code fail to fork."""
+    import pwd
+
+    from workbook import sealed
+
+    mine, group = sealed.Session(sealed.Limits()).sandbox_user()
+    nobody = pwd.getpwnam("nobody")
+    assert mine not in (None, 0, nobody.pw_uid) and group == nobody.pw_gid
+    assert int(_sandbox_uid_of_another_run(None)) not in (mine, 0, nobody.pw_uid), (
+        "two grader processes got the same sandbox user id"
+    )
+    assert _sandbox_uid_of_another_run("") == "None", "WORKBOOK_SEALED_USER='' keeps the grader's own user"
+    assert int(_sandbox_uid_of_another_run("nobody")) == nobody.pw_uid, "a user named there is used as it is"

@@ -6,9 +6,9 @@ process (workbook/sealed_child.py) that runs
 
 * with a time, memory, file-size and process-count limit (``resource.setrlimit``),
 * in its own temporary working copy of the exercise's files,
-* as the unprivileged user ``nobody`` when the grader runs as root, in a private mount
-  namespace where the checkout's graders/, solutions/, tests/ and the grading run's
-  private folders are hidden behind empty read-only folders,
+* as an unprivileged user id of the run's own (in ``nobody``'s group) when the grader runs
+  as root, in a private mount namespace where the checkout's graders/, solutions/, tests/
+  and the grading run's private folders are hidden behind empty read-only folders,
 * with Python sockets limited to loopback (an audit hook; the graders' services listen
   on loopback, so a network namespace, which would cut them off, is not used).
 
@@ -49,8 +49,8 @@ interpreter alone costs ce4_2 about +33 % wall time, "sealed-spawn" in
 benchmarks/results/sealed.json), and the child must still reach the graders'
 services on the host's loopback (``--network host``), so it would add a PID namespace and
 a root filesystem of its own, not network isolation. What the child has instead: another
-process; the ``nobody`` user where the grader is root (it cannot write the grader's files,
-signal or trace its processes); a private mount namespace with the checkout's graders/,
+process; an unprivileged user id of its own where the grader is root (it cannot write the
+grader's files, signal or trace its processes, and its process limit is its own); a private mount namespace with the checkout's graders/,
 solutions/, tests/, .git and the run's report folders hidden; rlimits on address space,
 CPU time, file size and processes; Python sockets limited to loopback. It can still see
 other processes in /proc (the grader's command line included) and open non-Python sockets.
@@ -125,6 +125,9 @@ class LearnerExit(Exception):
     """The learner's code called sys.exit() (or raised KeyboardInterrupt) in its process."""
 
 
+OWN_UID_BASE = 1_500_000_000  # + the grader's pid (below 2**22): far above any login or system user
+
+
 @dataclasses.dataclass
 class Limits:
     memory: int = 6 * 1024**3  # address space, bytes
@@ -132,6 +135,7 @@ class Limits:
     fsize: int = 64 * 1024**2  # largest file the child may write, bytes
     nproc: int = 64  # processes and threads of the child's user (when it is not root)
     user: str | None = "nobody"  # the user the child runs as when the grader is root
+    own_uid: bool = True  # as nobody: with a user id of this run's own (see Session.sandbox_user)
 
     @classmethod
     def from_env(cls) -> Limits:
@@ -141,8 +145,9 @@ class Limits:
             if value:
                 setattr(limits, name, int(value))
         user = os.environ.get("WORKBOOK_SEALED_USER")
-        if user is not None:
+        if user is not None:  # a named user runs as that user exactly; "" as the grader's own
             limits.user = user or None
+            limits.own_uid = False
         return limits
 
 
@@ -169,6 +174,8 @@ def _is_callback(obj) -> bool:
     """Callables of the grader's run in the grader: functions, methods, partials, callable objects."""
     if isinstance(obj, type) or isinstance(obj, Remote):
         return False
+    if isinstance(obj, types.FunctionType) and _defined_in_a_class(obj):
+        return False  # a method of a graders' class sent by value (ToChild): it travels with its class
     if isinstance(obj, (types.FunctionType, functools.partial)):
         return not (_from_library(obj) and "<locals>" not in getattr(obj, "__qualname__", "<locals>"))
     if isinstance(obj, types.MethodType):
@@ -176,6 +183,12 @@ def _is_callback(obj) -> bool:
     if isinstance(obj, types.BuiltinMethodType):
         return not isinstance(getattr(obj, "__self__", None), types.ModuleType)
     return callable(obj) and not _from_library(obj) and not _from_library(type(obj))
+
+
+def _defined_in_a_class(function: types.FunctionType) -> bool:
+    """``def`` in a class body (``ExplodingModel.fit``), not a plain or nested function."""
+    owner, _, _ = function.__qualname__.rpartition(".")
+    return bool(owner) and not owner.endswith("<locals>")
 
 
 @functools.lru_cache(maxsize=1)
@@ -550,12 +563,8 @@ class Child:
         self.ready = True
 
     def _chown(self, path: Path) -> None:
-        if self.uid is None:
-            return
-        for folder, _dirs, files in os.walk(path):
-            os.chown(folder, self.uid, self.gid)
-            for name in files:
-                os.chown(os.path.join(folder, name), self.uid, self.gid, follow_symlinks=False)
+        if self.uid is not None:
+            _chown_tree(path, self.uid, self.gid)
 
     # -- learner files -------------------------------------------------------------------
 
@@ -863,12 +872,23 @@ class Session:
         self.shared_version = 0
 
     def sandbox_user(self) -> tuple[int | None, int | None]:
+        """The (uid, gid) learner processes run as; (None, None): the grader's own user.
+
+        By default (``user`` is nobody) a user id of this run's own, in nobody's group:
+        RLIMIT_NPROC counts every process of a user across the machine, so with one shared
+        ``nobody`` a learner's fork bomb in one grading run would make another run's honest
+        learner code fail to fork or start (an instructor grading a class in parallel, or
+        this project's own tests under xdist). The id has no passwd entry (USER is set to
+        sealed_child.SANDBOX_NAME); it is unique while this grader process lives (its pid).
+        """
         if os.getuid() != 0 or not self.limits.user:
             return None, None
         try:
             entry = pwd.getpwnam(self.limits.user)
         except KeyError:
             return None, None
+        if self.limits.user == "nobody" and self.limits.own_uid:
+            return OWN_UID_BASE + os.getpid(), entry.pw_gid
         return entry.pw_uid, entry.pw_gid
 
     def nproc_limit(self, uid: int | None) -> int | None:
@@ -1008,6 +1028,28 @@ def share_with_learner(*files: str | os.PathLike) -> None:
     session.shared_version += 1
 
 
+def hand_to_learner(tree: str | os.PathLike) -> None:
+    """Make a folder the graders built the learner's own, as if its code had made it.
+
+    For a check that prepares files the learner's code then changes (a copy of a DVC cache,
+    whose folders ``shutil.copytree`` copies as read-only to others). Under sealed grading
+    as root, the tree is given to the sandbox user; otherwise there is nothing to do: the
+    learner's code runs as the grader's own user.
+    """
+    session = _active
+    uid, gid = session.sandbox_user() if session is not None else (None, None)
+    if uid is not None and not _inside_folder(os.path.realpath(tree), paths.root().resolve()):
+        _chown_tree(tree, uid, gid)
+
+
+def _chown_tree(tree: str | os.PathLike, uid: int, gid: int | None) -> None:
+    gid = -1 if gid is None else gid
+    for folder, _dirs, files in os.walk(tree):
+        os.chown(folder, uid, gid)
+        for name in files:
+            os.chown(os.path.join(folder, name), uid, gid, follow_symlinks=False)
+
+
 def learner_program(argv: list[str], *, cwd: str | os.PathLike | None = None,
                     env: dict[str, str] | None = None, reads: tuple = ()) -> tuple[list[str], str | None]:
     """The command line and working folder for a learner's whole program (a uvicorn app, ``dvc repro``).
@@ -1016,7 +1058,7 @@ def learner_program(argv: list[str], *, cwd: str | os.PathLike | None = None,
     ``learner=True``, ``serve_asgi``, ``run_learner_program``). Outside sealed grading, or
     when the grader does not run as root, the program runs as it is: ``(argv, cwd)``.
     Under sealed grading as root, it runs through ``python -m workbook.sealed_child --exec``
-    as the sandbox user (``nobody``), in a private mount namespace where the grader's
+    as the sandbox user (Session.sandbox_user), in a private mount namespace where the grader's
     folders and the report are hidden, with the child's resource limits. The folders it
     reads (its ``--app-dir``, ``PYTHONPATH``, ``reads``) are made readable to that user,
     its working folder (``cwd``, a fresh one when None) writable by it; nothing in the
@@ -1043,10 +1085,7 @@ def learner_program(argv: list[str], *, cwd: str | os.PathLike | None = None,
                 mode = os.stat(folder).st_mode
                 os.chmod(folder, mode | 0o055 if os.path.isdir(folder) else mode | 0o044)
     if not _inside_folder(cwd, root):
-        for folder, _dirs, files in os.walk(cwd):
-            os.chown(folder, uid, gid)
-            for name in files:
-                os.chown(os.path.join(folder, name), uid, gid, follow_symlinks=False)
+        _chown_tree(cwd, uid, gid)
     settings = {
         "uid": uid, "gid": gid, "cwd": cwd, "home": cwd,
         "hide": session.hidden_folders(), "keep": sorted({*readable, cwd}),
@@ -1192,7 +1231,8 @@ class SealedPlugin:
 
     def pytest_report_header(self, config) -> list[str]:
         user, _ = self.session.sandbox_user()
-        who = f"as {self.session.limits.user}" if user is not None else "as the same user"
+        who = ("as the same user" if user is None else f"as {self.session.limits.user}"
+               if not self.session.limits.own_uid else f"as a user id of its own ({user}, in nobody's group)")
         return [f"workbook: sealed grading: the learner's code runs in a separate process {who}"]
 
     def pytest_unconfigure(self, config) -> None:

@@ -29,6 +29,7 @@ import operator
 import os
 import pathlib
 import pickle
+import pwd
 import resource
 import signal
 import socket
@@ -40,6 +41,7 @@ import uuid
 HEADER = struct.Struct(">Q")
 MAX_FRAME = 512 * 1024 * 1024
 MAX_TEXT = 2000
+SANDBOX_NAME = "learner"  # $USER of a sandbox user id that has no passwd entry
 
 OPS = {
     "len": len, "iter": iter, "next": next, "bool": bool, "str": str, "repr": repr,
@@ -560,6 +562,10 @@ def drop_privileges(uid: int | None, gid: int | None) -> None:
     os.setuid(uid)
     if os.getuid() == 0 or os.geteuid() == 0:
         raise SystemExit("could not drop root privileges")
+    try:
+        pwd.getpwuid(uid)
+    except KeyError:  # a user id of the run's own (sealed.Session.sandbox_user): no passwd entry
+        os.environ["USER"] = os.environ["LOGNAME"] = SANDBOX_NAME  # getpass.getuser(), git, MLflow
 
 
 def guard_network() -> None:

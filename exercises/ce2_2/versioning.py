@@ -50,7 +50,9 @@ def _dvc() -> list[str]:
 def _run(tool: str, command: list[str], args: tuple[str, ...], repo: Path) -> str:
     proc = subprocess.run([*command, *args], cwd=repo, capture_output=True, text=True)
     if proc.returncode != 0:
-        detail = (proc.stderr or proc.stdout).strip().splitlines()
+        # DVC ends an error with a "Having any troubles?" footer: the line before says what went wrong.
+        detail = [line for line in (proc.stderr or proc.stdout).splitlines()
+                  if line.strip() and not line.startswith("Having any troubles?")]
         reason = detail[-1] if detail else f"exit code {proc.returncode}"
         raise VersioningError(f"`{tool} {' '.join(args)}` failed in {repo}: {reason}")
     return proc.stdout

@@ -27,20 +27,18 @@ from ap3_2_support import (
     train_model,
 )
 
-from workbook.services.base import make_tempdir, remove_tree
-
 
 @pytest.fixture(scope="module")
-def models():
-    """The model files: the main model, another model, and a slow-to-load copy of the main one."""
-    folder = make_tempdir("ap3_2-handler")
+def models(tmp_path_factory):
+    """The model files: the main model, another model, and a slow-to-load copy of the main one
+    (in a folder of pytest's, which the learner's process can read under sealed grading)."""
+    folder = tmp_path_factory.mktemp("ap3_2-handler")
     main, other = train_model(), other_model()
     paths = {"main": folder / "model.joblib", "other": folder / "other.joblib", "slow": folder / "slow.joblib"}
     joblib.dump(main, paths["main"])
     joblib.dump(other, paths["other"])
     joblib.dump(slow_model(), paths["slow"])
-    yield {"folder": folder, "main": main, "other": other, "paths": paths}
-    remove_tree(folder)
+    return {"folder": folder, "main": main, "other": other, "paths": paths}
 
 
 @pytest.fixture

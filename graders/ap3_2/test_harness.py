@@ -32,7 +32,6 @@ from ap3_2_support import (
 )
 
 from workbook.services.asgi import serve_asgi
-from workbook.services.base import make_tempdir, remove_tree
 
 COLUMNS = ["strategy", "count", "elapsed_s", "throughput_per_s", "mean_ms", "p50_ms",
            "p95_ms", "p99_ms", "cold_start_ms", "monthly_usd", "per_1000_usd"]
@@ -46,9 +45,10 @@ def compare(load_module):
 
 
 @pytest.fixture(scope="module")
-def world():
-    """The model files, the graders' handler file and the graders' REST server."""
-    folder = make_tempdir("ap3_2-compare")
+def world(tmp_path_factory):
+    """The model files, the graders' handler file and the graders' REST server (in a folder
+    of pytest's, which the learner's process can read and write under sealed grading)."""
+    folder = tmp_path_factory.mktemp("ap3_2-compare")
     model = train_model()
     joblib.dump(model, folder / "model.joblib")
     joblib.dump(slow_model(), folder / "slow.joblib")
@@ -62,7 +62,6 @@ def world():
         yield {"folder": folder, "model": model, "url": running.endpoint.url, "running": running}
     finally:
         running.stop()
-        remove_tree(folder)
 
 
 def server_count(world) -> int:

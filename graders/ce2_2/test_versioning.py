@@ -30,6 +30,7 @@ import pytest
 import yaml
 
 from workbook.checks import field, learner_error
+from workbook.sealed import hand_to_learner
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -250,6 +251,7 @@ def clone(history: History, sandbox: Sandbox, *, cache: bool = False) -> Path:
     git(sandbox.root, "clone", "-q", str(history.repo), str(dest))
     if cache and (history.repo / ".dvc" / "cache").is_dir():
         shutil.copytree(history.repo / ".dvc" / "cache", dest / ".dvc" / "cache")
+    hand_to_learner(dest)  # the learner's code adds versions to it
     return dest
 
 
