@@ -77,6 +77,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if not wanted:
         return
     backend = backend_option(session.config)
+    services.prepare(wanted, backend)
     # The pool outlives the starts on purpose: local services die with the thread that
     # started them (PR_SET_PDEATHSIG), so its threads live until pytest_unconfigure.
     pool = ThreadPoolExecutor(max_workers=len(wanted), thread_name_prefix="workbook-service")

@@ -36,21 +36,17 @@ import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from unittest import mock
 
 import httpx
 import numpy as np
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
 
+from workbook.services.asgi import spawn_uvicorn
 from workbook.services.base import (
     LocalProcess,
     Running,
     ServiceStartError,
-    free_port,
-    make_tempdir,
-    register,
-    remove_tree,
     tail,
     wait_until,
 )
@@ -361,25 +357,10 @@ def file_size(path: Path) -> int:
 
 def spawn(role: str, app_dir: Path, cwd: Path, env: dict[str, str], pythonpath: Path,
           app: str = "app:app") -> Server:
-    log_dir = make_tempdir(f"ce3_1-{role}")
-    port = free_port()
-    argv = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
-            "--app-dir", str(app_dir), "--no-access-log"]
-    process = LocalProcess(argv, log_dir / "uvicorn.log", cwd=cwd,
-                           env={**env, "PYTHONPATH": str(pythonpath), "PYTHONUNBUFFERED": "1",
-                                "PYTHONDONTWRITEBYTECODE": "1"}, learner=True)
     # Only the settings of this role: none inherited from the grader's own environment.
-    with mock.patch.dict(os.environ):
-        for name in SETTINGS:
-            os.environ.pop(name, None)
-        process.start()
-    server = Server(role, process, f"http://127.0.0.1:{port}", log_dir)
-
-    def stop() -> None:
-        process.stop()
-        remove_tree(log_dir)
-
-    server.running = register(Running(None, stop, process.logs))  # type: ignore[arg-type]
+    spawned = spawn_uvicorn(app, app_dir, name=f"ce3_1-{role}", env=env, pythonpath=pythonpath, cwd=cwd,
+                            unset=SETTINGS)
+    server = Server(role, spawned.process, spawned.url, spawned.log_dir, spawned.running)
     server.client = httpx.Client(base_url=server.url, timeout=15)
     return server
 

@@ -19,7 +19,6 @@ graders sent; the text is parsed with prometheus_client's parser and checked wit
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import subprocess
 import sys
@@ -34,14 +33,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
 
+from workbook.services.asgi import spawn_uvicorn
 from workbook.services.base import (
     LocalProcess,
     Running,
     ServiceStartError,
-    free_port,
-    make_tempdir,
-    register,
-    remove_tree,
     tail,
     wait_until,
 )
@@ -283,29 +279,10 @@ class Server:
 def spawn(role: str, app: str, app_dir: Path, pythonpath: Path, env: dict[str, str],
           workers: int = 1, what: str = "", probe: str = "/health") -> Server:
     """Start ``uvicorn app`` now, without waiting for it to answer."""
-    log_dir = make_tempdir(f"ce4_1-{role}")
-    port = free_port()
-    argv = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
-            "--app-dir", str(app_dir), "--no-access-log", "--log-level", "warning"]
-    if workers > 1:
-        argv += ["--workers", str(workers)]
-    environment = {**env, "PYTHONPATH": str(pythonpath), "PYTHONUNBUFFERED": "1",
-                   "PYTHONDONTWRITEBYTECODE": "1"}
-    process = LocalProcess(argv, log_dir / "uvicorn.log", cwd=log_dir, env=environment, learner=True)
-    saved = os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)  # only the settings given here
-    try:
-        process.start()
-    finally:
-        if saved is not None:
-            os.environ["PROMETHEUS_MULTIPROC_DIR"] = saved
-    server = Server(role, process, f"http://127.0.0.1:{port}", extra={"what": what, "probe": probe})
-
-    def stop() -> None:
-        process.stop()
-        remove_tree(log_dir)
-
-    server.running = register(Running(None, stop, process.logs))  # type: ignore[arg-type]
-    return server
+    options = ("--log-level", "warning", *(("--workers", str(workers)) if workers > 1 else ()))
+    spawned = spawn_uvicorn(app, app_dir, name=f"ce4_1-{role}", env=env, pythonpath=pythonpath,
+                            options=options, unset=("PROMETHEUS_MULTIPROC_DIR",))  # only the settings given here
+    return Server(role, spawned.process, spawned.url, spawned.running, extra={"what": what, "probe": probe})
 
 
 # -- the Prometheus text format ---------------------------------------------------------------

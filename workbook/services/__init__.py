@@ -76,6 +76,21 @@ def choose_backend(service: str, requested: str) -> str:
     return "docker" if ok else "local"
 
 
+def prepare(names: Iterable[str], backend: str = "auto") -> None:
+    """Import what starting ``names`` needs, here, before threads start them side by side.
+
+    Two threads importing testcontainers' modules at once can meet in a circular import and
+    one of them gets importlib's ``_DeadlockError``: every check that needs its service
+    then errors.
+    """
+    import psycopg  # noqa: F401 - the endpoints' clients, which the readiness checks import
+    import redis  # noqa: F401
+
+    for chosen in {choose_backend(name, backend) for name in names}:
+        module = _module(chosen)
+        getattr(module, "import_clients", lambda: None)()
+
+
 def start(service: str, backend: str = "auto", **kwargs) -> Running:
     """Start ``service`` under ``backend``; raises ServiceUnavailable with the fix when it can't."""
     chosen = choose_backend(service, backend)

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import httpx
 
-from workbook.services.base import Endpoint, LocalProcess, Running, free_port, make_tempdir
+from workbook.services.base import (
+    Endpoint,
+    LocalProcess,
+    Running,
+    free_port,
+    make_tempdir,
+    register,
+    remove_tree,
+)
 from workbook.services.local import start_process
 
 
@@ -34,3 +45,46 @@ def serve_asgi(
         hint="does the module import, and does it define the app object uvicorn was told to serve?",
         timeout=timeout,
     )
+
+
+@dataclass
+class Spawned:
+    """A uvicorn process started without waiting for it: its process, URL and log folder."""
+
+    process: LocalProcess
+    url: str
+    log_dir: Path
+    running: Running
+
+
+def spawn_uvicorn(
+    app: str, app_dir: str | Path, *, name: str, env: dict[str, str], pythonpath: str | Path,
+    cwd: str | Path | None = None, options: tuple[str, ...] = (), unset: tuple[str, ...] = (),
+) -> Spawned:
+    """Start ``python -m uvicorn app`` as the learner's program now, on a free loopback port.
+
+    For graders that start several servers at once and wait for each when a check needs it.
+    The program gets ``env`` (with ``pythonpath`` as PYTHONPATH, unbuffered output, no
+    bytecode files) on top of the grader's environment, minus the variables in ``unset``:
+    a server's settings are the ones given here, never ones the grader happens to have.
+    Its log and, without ``cwd``, its working folder are a fresh temporary folder, removed
+    when it stops (``running.stop()``, also at the end of the run).
+    """
+    log_dir = make_tempdir(name)
+    port = free_port()
+    argv = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
+            "--app-dir", str(app_dir), "--no-access-log", *options]
+    process = LocalProcess(argv, log_dir / "uvicorn.log", cwd=Path(cwd) if cwd else log_dir, learner=True,
+                           env={**env, "PYTHONPATH": str(pythonpath), "PYTHONUNBUFFERED": "1",
+                                "PYTHONDONTWRITEBYTECODE": "1"})
+    with mock.patch.dict(os.environ):
+        for variable in unset:
+            os.environ.pop(variable, None)
+        process.start()
+
+    def stop() -> None:
+        process.stop()
+        remove_tree(log_dir)
+
+    running = register(Running(None, stop, process.logs))  # type: ignore[arg-type]
+    return Spawned(process, f"http://127.0.0.1:{port}", log_dir, running)

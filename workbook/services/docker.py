@@ -74,6 +74,14 @@ def _require(service: str) -> str:
     return image
 
 
+def import_clients() -> None:
+    """Import the testcontainers modules the start_* functions use (see services.prepare)."""
+    settings.configure_testcontainers()  # testcontainers reads its settings when first imported
+    import testcontainers.community.postgres  # noqa: F401
+    import testcontainers.community.redis  # noqa: F401
+    import testcontainers.core.container  # noqa: F401
+
+
 def labels() -> dict[str, str]:
     return {LABEL_RUN: RUN_ID, LABEL_PID: str(os.getpid())}
 
