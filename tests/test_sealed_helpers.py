@@ -22,6 +22,12 @@ def helper_value():
     import workbook_test_shared_helper
 
     return workbook_test_shared_helper.VALUE
+
+
+def set_variable(name, value):
+    import os
+
+    os.environ[name] = value
 '''
 
 
@@ -59,10 +65,41 @@ def test_shared_modules_and_objects_held_in_the_learners_process(tmp_path, monke
         copied["x"] += 5.0
         assert other.total() == 3.0, "a frame sent by value is the learner's own copy"
 
+        variable = "WORKBOOK_TEST_LEARNER_VARIABLE"
+        assert sealed.learner_getenv(variable) is None
+        mod.set_variable(variable, "set by the learner")
+        assert sealed.learner_getenv(variable) == "set by the learner" and variable not in os.environ, (
+            "learner_getenv reads the learner's process's environment, which the grader's does not share"
+        )
+
         helper.write_text("VALUE = 7\n")  # shared again: a fresh learner process gets the new file
         sealed.share_with_learner(helper)
         session.child.kill("a test ended it")
         assert session.load("demo", "mod", tmp_path).helper_value() == 7
+    finally:
+        session.close()
+
+
+class ExplodingModel:
+    """A graders' class (this test module is not importable by the learner's process)."""
+
+    def fit(self, X, y):
+        raise RuntimeError("training diverged")
+
+
+def test_a_graders_class_travels_with_its_methods(tmp_path, monkeypatch):
+    """An instance of a graders' class reaches the learner's code by value, its methods with it:
+    ``model.fit(X, y)`` there runs the class's own ``fit``, bound to the instance, and raises its error."""
+    from workbook import sealed
+
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "mod.py").write_text("def train(model):\n    return model.fit([[1.0]], [0])\n")
+    session = sealed.Session()
+    monkeypatch.setattr(sealed, "_active", session)
+    try:
+        mod = session.load("demo", "mod", tmp_path)
+        with pytest.raises(RuntimeError, match="training diverged"):
+            mod.train(ExplodingModel())
     finally:
         session.close()
 

@@ -1008,6 +1008,21 @@ def in_learner_process(value):
     return session.current().request("hold", value)
 
 
+def learner_getenv(name: str) -> str | None:
+    """The environment variable ``name`` in the process the learner's code runs in (None: unset).
+
+    For a check that the learner's code leaves the environment as it found it. Outside
+    sealed grading that is the grader's own ``os.environ``. Under sealed grading the learner's
+    code changes its own process's environment, which the grader's ``os.environ`` never sees,
+    so the value is read there (the grader's own changes reach that process before each
+    request, as for any call).
+    """
+    session = _active
+    if session is None:
+        return os.environ.get(name)
+    return session.current().request("call", os.getenv, (name,), {})
+
+
 def share_with_learner(*files: str | os.PathLike) -> None:
     """Let the learner's process import these modules of the graders' by their names.
 

@@ -31,6 +31,7 @@ from ap3_2_support import (
     train_model,
 )
 
+from workbook.sealed import learner_getenv
 from workbook.services.asgi import serve_asgi
 
 COLUMNS = ["strategy", "count", "elapsed_s", "throughput_per_s", "mean_ms", "p50_ms",
@@ -229,8 +230,8 @@ def test_serverless_run_separates_cold_from_warm(compare, world):
             started = time.perf_counter()
             result = compare.measure_serverless(handler_path, data, model_path)
             runs.append((result, time.perf_counter() - started, invocations(world)))
-            assert os.environ.get("MODEL_PATH") == "/before/the/run", (
-                f"MODEL_PATH should be restored after the run; it is {os.environ.get('MODEL_PATH')!r}")
+            left = learner_getenv("MODEL_PATH")
+            assert left == "/before/the/run", f"MODEL_PATH should be restored after the run; it is {left!r}"
     for number, (result, wall, log) in enumerate(runs, start=1):
         what = f"measure_serverless (call {number})"
         assert len(log) == 6, f"{what}: the handler should be invoked exactly 6 times (one per row); it was {len(log)}"
@@ -267,7 +268,7 @@ def test_serverless_run_separates_cold_from_warm(compare, world):
     with mock.patch.dict(os.environ):
         os.environ.pop("MODEL_PATH", None)
         compare.measure_serverless(handler_path, data[:2], world["folder"] / "model.joblib")
-        assert "MODEL_PATH" not in os.environ, "MODEL_PATH was unset before the run and should be unset after it"
+        assert learner_getenv("MODEL_PATH") is None, "MODEL_PATH was unset before the run and should be unset after it"
     invocations(world)
 
 
@@ -279,7 +280,7 @@ def test_serverless_error_status_raises(compare, world):
         with pytest.raises(RuntimeError, match="500"):
             compare.measure_serverless(world["folder"] / "failing_handler.py", rows(3, seed=14),
                                        world["folder"] / "model.joblib")
-        assert os.environ.get("MODEL_PATH") == "/kept", "MODEL_PATH should be restored even when the run fails"
+        assert learner_getenv("MODEL_PATH") == "/kept", "MODEL_PATH should be restored even when the run fails"
     for few in (rows(1, seed=17), []):
         with pytest.raises(ValueError):
             compare.measure_serverless(world["folder"] / "grader_handler.py", few, world["folder"] / "model.joblib")
