@@ -50,8 +50,9 @@ benchmarks/results/sealed.json), and the child must still reach the graders'
 services on the host's loopback (``--network host``), so it would add a PID namespace and
 a root filesystem of its own, not network isolation. What the child has instead: another
 process; an unprivileged user id of its own where the grader is root (it cannot write the
-grader's files, signal or trace its processes, and its process limit is its own); a private mount namespace with the checkout's graders/,
-solutions/, tests/, .git and the run's report folders hidden; rlimits on address space,
+grader's files, signal or trace its processes, and its process limit is its own); a private
+mount namespace with the checkout's graders/, solutions/, tests/, .git and the run's report
+folders hidden; rlimits on address space,
 CPU time, file size and processes; Python sockets limited to loopback. It can still see
 other processes in /proc (the grader's command line included) and open non-Python sockets.
 """
@@ -879,7 +880,9 @@ class Session:
         ``nobody`` a learner's fork bomb in one grading run would make another run's honest
         learner code fail to fork or start (an instructor grading a class in parallel, or
         this project's own tests under xdist). The id has no passwd entry (USER is set to
-        sealed_child.SANDBOX_NAME); it is unique while this grader process lives (its pid).
+        sealed_child.SANDBOX_NAME); it is unique while this grader process lives (its pid),
+        among the grading runs of one PID namespace (two containers' graders with the same
+        pid would share it: give each container its own user namespace, or WORKBOOK_SEALED_USER).
         """
         if os.getuid() != 0 or not self.limits.user:
             return None, None
