@@ -30,7 +30,7 @@ provision:
 test: provision setup lint
 	VENV=$(VENV) infra/provision.sh images
 	$(BIN)/workbook stubs --check
-	WORKBOOK_SERVICES=local $(BIN)/pytest tests -n 2 --ignore=tests/services
+	WORKBOOK_SERVICES=local $(BIN)/pytest tests -n 2 --ignore=tests/services --durations=15
 	$(MAKE) test-services
 	$(MAKE) test-notebooks
 
