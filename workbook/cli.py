@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -501,6 +502,10 @@ def cmd_grade(args: argparse.Namespace) -> int:
             console.print(f"{result.exercise.id}: {result.score:g}/{result.max_score:g} points "
                           f"({result.seconds:.0f} s)")
 
+    if args.sealed and hasattr(os, "getuid") and os.getuid() != 0:
+        console.print("[yellow]note:[/] not run as root, so the learner's code runs as your own user: "
+                      "in a separate process, but able to read and change this checkout's graders. "
+                      "For a grade it cannot forge, run this as root (sudo), as infra/ci/grade-fork.yml does.")
     try:
         graded = grade.grade(args.path, args.out, exercise_ids=args.exercises or None,
                              sealed=args.sealed, services=args.services, budget=args.exercise_budget,
