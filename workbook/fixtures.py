@@ -77,7 +77,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if not wanted:
         return
     backend = backend_option(session.config)
-    services.prepare(wanted, backend)
+    with contextlib.suppress(Exception):  # a start that can't happen says why in its own check
+        services.prepare(wanted, backend)
     # The pool outlives the starts on purpose: local services die with the thread that
     # started them (PR_SET_PDEATHSIG), so its threads live until pytest_unconfigure.
     pool = ThreadPoolExecutor(max_workers=len(wanted), thread_name_prefix="workbook-service")
