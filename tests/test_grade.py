@@ -209,6 +209,13 @@ def make_fork(folder: Path) -> Path:
     return folder
 
 
+def _runs_as_root_or_sudo() -> bool:
+    """Root, or a user with passwordless sudo: what the workflow's grading step needs."""
+    if os.getuid() == 0:
+        return True
+    return shutil.which("sudo") is not None and subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode == 0
+
+
 def test_fork_workflow_steps_grade_a_fork_locally(tmp_path):
     """The workflow's own `run:` steps, in its folders, on a fork in a temporary git repository.
 
@@ -229,6 +236,15 @@ def test_fork_workflow_steps_grade_a_fork_locally(tmp_path):
     env["GITHUB_STEP_SUMMARY"] = str(tmp_path / "step-summary.md")
     env["GITHUB_WORKSPACE"] = str(runner)
     env.pop("WORKBOOK_TARGET", None)
+    if not _runs_as_root_or_sudo():
+        # The grading step runs `workbook grade` through sudo when not root (as on a hosted runner,
+        # which has passwordless sudo). A user without it gets a stand-in that runs the command as
+        # itself: the steps are still replayed; grading as root is tests/test_hostile.py's part.
+        shim = tmp_path / "bin" / "sudo"
+        shim.parent.mkdir()
+        shim.write_text('#!/bin/sh\nwhile [ "${1#-}" != "$1" ]; do shift; done\nexec "$@"\n')
+        shim.chmod(0o755)
+        env["PATH"] = f"{shim.parent}{os.pathsep}{env['PATH']}"
     ran = []
     for step in steps:
         if "uses" in step or step.get("id") == "install":
