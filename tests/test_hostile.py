@@ -33,6 +33,8 @@ ROOT = paths.root()
 SOLUTION = (ROOT / "solutions" / "ce4_2" / "drift.py").read_text(encoding="utf-8")
 METHOD_START = "        target = webhook if webhook is not None else self.webhook\n"
 ALERT_CHECKS = "alert or webhook or detects_mean_shift or calm_windows"  # alert_if_drift and two that are not
+# A hanging check costs its whole time limit: two of alert_if_drift's checks and two others are enough.
+HANG_CHECKS = "alert_reaches_webhook or no_alert_without_drift or detects_mean_shift or calm_windows"
 STAT_CHECKS = "ks_statistic_and_p_value or chi_square_matches or detects_mean_shift or calm_windows"
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sealed grading needs Linux")
@@ -161,7 +163,7 @@ CASES = {
     "sys_exit_in_method": (in_alert("import sys\nsys.exit(0)"), "method", ALERT_CHECKS),
     "infinite_output": (in_alert("while True:\n    print('x' * 4096)"), "method", ALERT_CHECKS),
     "fork_bomb": (in_alert("import os\nwhile True:\n    os.fork()"), "method", ALERT_CHECKS),
-    "hang_in_method": (in_alert("import time\ntime.sleep(3600)"), "method", ALERT_CHECKS),
+    "hang_in_method": (in_alert("import time\ntime.sleep(3600)"), "method", HANG_CHECKS),
     "network_beyond_loopback": (in_alert(NETWORK), "method", ALERT_CHECKS),
     "sleeping_daemon": (at_import(DAEMON), "solution", ALERT_CHECKS),
     "patch_references": (at_import(PATCH_REFERENCES, rest=WRONG_STATS), "wrong_stats", STAT_CHECKS),
@@ -268,7 +270,8 @@ def test_hostile_submission_gets_its_honest_score(case, tmp_path, honest_reports
         passed = [c for c, s in got.items() if s == "passed"]
         assert not passed and report["score"] == 0, f"{case}: should score 0; passed {passed}"
         return
-    expected = outcomes(honest_reports[honest])
+    words = select.split(" or ")  # the twin ran a wider selection (-k matches substrings): its share of it
+    expected = {c: s for c, s in outcomes(honest_reports[honest]).items() if any(w in c for w in words)}
     assert got == expected, (
         f"{case}: sealed outcomes should equal the honest twin's; differ on "
         f"{ {c: (got.get(c), expected.get(c)) for c in set(got) | set(expected) if got.get(c) != expected.get(c)} }"
