@@ -210,8 +210,8 @@ def test_sampling_keeps_the_rows_of_the_seeded_draw(pipeline, rate, seed):
 def test_defaults_are_500_rows_patience_3_and_the_drift_retraining_experiment(pipeline, client, mlflow_server):
     """By default a window is 500 rows, 3 drifted windows start a run, in experiment "drift-retraining"."""
     started = now_ms()
-    monitor = pipeline.ProductionDriftMonitor(reference_frame(200), tracking_uri=mlflow_server.tracking_uri,
-                                              detector=MeanDetector())
+    monitor = monitor_of(pipeline, tracking_uri=mlflow_server.tracking_uri,
+                         detector=MeanDetector())
     drifting = flags(1500, x=0.9, y=0.1)
     first = results_list(monitor.observe(drifting.iloc[:499]), what="observe()")
     assert first == [], f"499 rows are less than the default window of 500: no result expected; got {len(first)}"
@@ -245,9 +245,9 @@ def send_windows(monitor, pattern: str, size: int) -> list:
 def test_one_run_when_the_streak_reaches_patience_and_not_before(pipeline, client, mlflow_server):
     """patience=4: the 4th drifted window in a row starts exactly one run; the 3rd none, later ones none."""
     experiment = experiment_name("patience")
-    monitor = pipeline.ProductionDriftMonitor(reference_frame(200), tracking_uri=mlflow_server.tracking_uri,
-                                              experiment=experiment, window_size=5, patience=4,
-                                              detector=MeanDetector())
+    monitor = monitor_of(pipeline, tracking_uri=mlflow_server.tracking_uri,
+                         experiment=experiment, window_size=5, patience=4,
+                         detector=MeanDetector())
     send_windows(monitor, "CDDD", 5)  # windows 0..3: a streak of 3
     runs = runs_in(client, experiment)
     assert runs == [], f"3 drifted windows in a row with patience=4 should start no run yet; got {describe(runs)}"
@@ -268,9 +268,9 @@ def test_one_run_when_the_streak_reaches_patience_and_not_before(pipeline, clien
 def test_a_clean_window_sets_the_streak_back_to_zero(pipeline, client, mlflow_server):
     """patience=2: D C D C D starts nothing (no two drifted windows in a row); then D D C D D: runs at 6 and 9."""
     experiment = experiment_name("streak")
-    monitor = pipeline.ProductionDriftMonitor(reference_frame(200), tracking_uri=mlflow_server.tracking_uri,
-                                              experiment=experiment, window_size=3, patience=2,
-                                              detector=MeanDetector())
+    monitor = monitor_of(pipeline, tracking_uri=mlflow_server.tracking_uri,
+                         experiment=experiment, window_size=3, patience=2,
+                         detector=MeanDetector())
     send_windows(monitor, "DCDCD", 3)
     runs = runs_in(client, experiment)
     assert runs == [], (
@@ -287,9 +287,9 @@ def test_a_clean_window_sets_the_streak_back_to_zero(pipeline, client, mlflow_se
 def test_a_new_episode_after_a_clean_window_starts_a_new_run(pipeline, client, mlflow_server):
     """patience=2: D D D D C D D -> runs at windows 1 and 6, and only those."""
     experiment = experiment_name("episodes")
-    monitor = pipeline.ProductionDriftMonitor(reference_frame(200), tracking_uri=mlflow_server.tracking_uri,
-                                              experiment=experiment, window_size=3, patience=2,
-                                              detector=MeanDetector())
+    monitor = monitor_of(pipeline, tracking_uri=mlflow_server.tracking_uri,
+                         experiment=experiment, window_size=3, patience=2,
+                         detector=MeanDetector())
     results = send_windows(monitor, "DDDDCDD", 3)
     runs = runs_in(client, experiment)
     assert [r.data.tags.get("window") for r in runs] == ["1", "6"], (
@@ -352,9 +352,9 @@ def test_the_run_records_why_it_was_started(pipeline, client, mlflow_server):
                     "window-drifted")
 def test_metrics_follow_every_window(pipeline, mlflow_server):
     """Gauges hold the last window's score of every feature; counters count windows, drifted windows, runs."""
-    monitor = pipeline.ProductionDriftMonitor(reference_frame(200), tracking_uri=mlflow_server.tracking_uri,
-                                              experiment=experiment_name("metrics"), window_size=4,
-                                              patience=2, detector=MeanDetector())
+    monitor = monitor_of(pipeline, tracking_uri=mlflow_server.tracking_uri,
+                         experiment=experiment_name("metrics"), window_size=4,
+                         patience=2, detector=MeanDetector())
     other = monitor_of(pipeline, window_size=4, detector=MeanDetector())  # its own registry: no clash
     plan = [  # (x, y) of each window, and whether it drifted
         (0.25, 0.125), (0.75, 0.375), (0.5, 0.625), (0.875, 0.9375), (0.375, 0.0625), (0.125, 0.5625),
@@ -474,9 +474,9 @@ def test_serving_goes_on_when_the_tracking_server_fails(pipeline, client, mlflow
     assert sample(dead, "model_retraining_runs_total") in (0, 0.0)
     # A web server that is not MLflow (a wrong URL): answers 200 with a page, not MLflow's JSON.
     with TrackingProxy(mlflow_server.tracking_uri, mode="junk") as proxy:
-        wrong = pipeline.ProductionDriftMonitor(reference_frame(200), tracking_uri=proxy.url,
-                                                experiment=experiment_name("junk"), window_size=3, patience=1,
-                                                detector=MeanDetector())
+        wrong = monitor_of(pipeline, tracking_uri=proxy.url,
+                           experiment=experiment_name("junk"), window_size=3, patience=1,
+                           detector=MeanDetector())
         send_windows(wrong, "D", 3)
         assert proxy.requests >= 1, "the drifted window (patience=1) should try to start a run"
     assert sample(wrong, "model_retraining_failures_total") == 1, (
@@ -485,9 +485,9 @@ def test_serving_goes_on_when_the_tracking_server_fails(pipeline, client, mlflow
     # A server that answers 503, then comes back within the same episode.
     experiment = experiment_name("down")
     with TrackingProxy(mlflow_server.tracking_uri, mode="error") as proxy:
-        monitor = pipeline.ProductionDriftMonitor(reference_frame(200), tracking_uri=proxy.url,
-                                                  experiment=experiment, window_size=3, patience=2,
-                                                  detector=MeanDetector())
+        monitor = monitor_of(pipeline, tracking_uri=proxy.url,
+                             experiment=experiment, window_size=3, patience=2,
+                             detector=MeanDetector())
         assert proxy.requests == 0, "creating the monitor should not contact the tracking server"
         send_windows(monitor, "DDD", 3)  # windows 1 and 2 try and fail
         assert sample(monitor, "model_retraining_failures_total") == 2, (
@@ -509,9 +509,9 @@ def test_serving_goes_on_when_the_tracking_server_fails(pipeline, client, mlflow
 def test_an_attempt_gives_up_after_the_timeout(pipeline, mlflow_server):
     """A server that accepts and never answers: observe() returns after about `timeout` seconds."""
     with TrackingProxy(mlflow_server.tracking_uri, mode="hang") as proxy:
-        monitor = pipeline.ProductionDriftMonitor(reference_frame(200), tracking_uri=proxy.url,
-                                                  experiment=experiment_name("hang"), window_size=3, patience=1,
-                                                  detector=MeanDetector(), timeout=1.0)
+        monitor = monitor_of(pipeline, tracking_uri=proxy.url,
+                             experiment=experiment_name("hang"), window_size=3, patience=1,
+                             detector=MeanDetector(), timeout=1.0)
         started = time.monotonic()
         results = results_list(monitor.observe(flags(3, x=0.9, y=0.1)), what="observe()")
         elapsed = time.monotonic() - started

@@ -64,6 +64,29 @@ def scraped(prometheus, job: str, windows: int) -> dict[str, float]:
             for s in prometheus.query(f'model_drift_score{{job="{job}"}}')}
 
 
+FEATURES = ("x", "y")
+
+
+def assert_scores_are_the_last_windows_ks(serving, prometheus, job: str, windows: list) -> dict[str, float]:
+    """Once Prometheus has scraped the app after its last window: each feature's
+    model_drift_score is scipy's KS statistic of that window against the reference."""
+    __tracebackhide__ = True
+    gauges = scraped(prometheus, job, len(windows))
+    for name in FEATURES:
+        expected = ks(serving.reference, windows[-1], name).statistic
+        got = gauges.get(name)
+        assert got is not None and math.isclose(got, expected, rel_tol=1e-9, abs_tol=1e-12), (
+            f"PromQL model_drift_score{{feature=\"{name}\"}} should be the last window's KS statistic "
+            f"{expected:.6g} (scipy); got {got}")
+    return gauges
+
+
+def window_counts(prometheus, job: str) -> dict[str, float | None]:
+    """The app's drifted-window and retraining-run counters, as Prometheus reads them."""
+    return {name: one_value(prometheus, f'{name}{{job="{job}"}}')
+            for name in ("model_drifted_windows_total", "model_retraining_runs_total")}
+
+
 def one_value(prometheus, promql: str) -> float | None:
     found = prometheus.query(promql)
     return float(found[0]["value"][1]) if len(found) == 1 else None
@@ -93,18 +116,11 @@ def test_shifted_traffic_raises_the_drift_metric_and_starts_exactly_one_run(serv
     runs = runs_in(client, experiment)
     assert len(runs) == 1, f"the drift going on (windows 5, 6) should start no second run; got {describe(runs)}"
 
-    gauges = scraped(prometheus, job, len(windows))
-    for name in ("x", "y"):
-        expected = ks(serving.reference, windows[-1], name).statistic
-        got = gauges.get(name)
-        assert got is not None and math.isclose(got, expected, rel_tol=1e-9, abs_tol=1e-12), (
-            f"PromQL model_drift_score{{feature=\"{name}\"}} should be the last window's KS statistic "
-            f"{expected:.6g} (scipy); got {got}")
+    assert_scores_are_the_last_windows_ks(serving, prometheus, job, windows)
     high = prometheus.query(f'model_drift_score{{job="{job}"}} > 0.2')
     assert [s["metric"].get("feature") for s in high] == ["x"], (
         f"only x moved: PromQL model_drift_score > 0.2 should return feature x only; got {high}")
-    counts = {name: one_value(prometheus, f'{name}{{job="{job}"}}')
-              for name in ("model_drifted_windows_total", "model_retraining_runs_total")}
+    counts = window_counts(prometheus, job)
     assert counts == {"model_drifted_windows_total": 5.0, "model_retraining_runs_total": 1.0}, (
         f"Prometheus should read 5 drifted windows and 1 retraining run; got {counts}")
 
@@ -119,15 +135,8 @@ def test_unshifted_traffic_starts_no_run_and_keeps_the_metric_low(serving, prome
     Traffic(endpoint.url, windows, chunk=53).send_until(len(windows) * WINDOW_SIZE)
     runs = runs_in(client, experiment)
     assert runs == [], f"calm traffic should start no retraining run; got {describe(runs)}"
-    gauges = scraped(prometheus, job, len(windows))
-    for name in ("x", "y"):
-        expected = ks(serving.reference, windows[-1], name).statistic
-        got = gauges.get(name)
-        assert got is not None and math.isclose(got, expected, rel_tol=1e-9, abs_tol=1e-12), (
-            f"PromQL model_drift_score{{feature=\"{name}\"}} should be the last window's KS statistic "
-            f"{expected:.6g} (scipy); got {got}")
-        assert got < 0.2
-    counts = {name: one_value(prometheus, f'{name}{{job="{job}"}}')
-              for name in ("model_drifted_windows_total", "model_retraining_runs_total")}
+    gauges = assert_scores_are_the_last_windows_ks(serving, prometheus, job, windows)
+    assert all(gauges[name] < 0.2 for name in FEATURES), f"calm traffic should keep the drift scores low; got {gauges}"
+    counts = window_counts(prometheus, job)
     assert counts == {"model_drifted_windows_total": 0.0, "model_retraining_runs_total": 0.0}, (
         f"calm traffic: Prometheus should read 0 drifted windows and 0 runs; got {counts}")
