@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import pytest
 
 from workbook import catalog, paths
 from workbook.notebook import venv_bin
+from workbook.services.base import free_port
 
 CHROMIUM = Path(os.environ.get("WORKBOOK_CHROMIUM", "/usr/bin/chromium"))
 CHROMEDRIVER = Path(os.environ.get("WORKBOOK_CHROMEDRIVER", "/usr/bin/chromedriver"))
@@ -85,9 +85,7 @@ def lab(tmp_path):
     root = tmp_path / "course"
     root.mkdir()
     make_course(root)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     token = "workbook-browser-test"
     log = tmp_path / "lab.log"
     # JupyterLab settings of the test's own (not this machine's user's): the terminal keeps

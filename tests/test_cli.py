@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import pytest
 
 from workbook import paths
 from workbook.cli import main
+from workbook.services.base import free_port
 from workbook.state import State
 
 
@@ -216,12 +216,6 @@ def test_lab_puts_the_venv_first_on_path(course, monkeypatch, capsys):
     assert kw["env"]["WORKBOOK_ROOT"] == str(course)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _stop(proc: subprocess.Popen) -> None:
     """Stop the server we started (its own process group: kernels and terminals with it)."""
     if proc.poll() is None:
@@ -243,7 +237,7 @@ def test_lab_really_starts_with_passed_options(course, tmp_path):
     from workbook.notebook import venv_bin
 
     shutil.copy(paths.PACKAGE_DIR.parent / "nbgrader_config.py", course / "nbgrader_config.py")
-    port, token = _free_port(), "workbook-test"
+    port, token = free_port(), "workbook-test"
     log = tmp_path / "lab.log"
     with log.open("w") as out:
         proc = subprocess.Popen(

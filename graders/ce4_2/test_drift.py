@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import socket
 from collections.abc import Mapping
 
 import numpy as np
@@ -24,6 +23,7 @@ from scipy import stats
 
 from workbook.checks import assert_close, field, learner_error, number
 from workbook.sealed import in_learner_process
+from workbook.services.base import free_port
 from workbook.services.webhook import WebhookReceiver
 
 EPSILON = 1e-4
@@ -1108,10 +1108,7 @@ def test_failed_delivery_raises_and_is_retried(drift, receiver):
 
 
 def closed_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/alerts"
+    return f"http://127.0.0.1:{free_port()}/alerts"
 
 
 @pytest.mark.points(2)

@@ -12,7 +12,6 @@ the monitor gets a clock the grader sets, and explicit timestamps.
 from __future__ import annotations
 
 import math
-import socket
 import sqlite3
 import sys
 import time
@@ -27,6 +26,7 @@ from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
 from workbook.checks import assert_close, field, learner_error
 from workbook.sealed import run_learner_program
+from workbook.services.base import free_port
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
 STEP = timedelta(minutes=10)
@@ -841,9 +841,7 @@ def test_a_dropped_postgres_connection_is_reopened(mod, database, postgres):
 @pytest.mark.covers("db-unreachable")
 def test_unreachable_postgres_raises_connection_error(mod):
     """A PostgreSQL URL where nothing listens raises ConnectionError naming host and port, not the password."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     dsn = f"postgresql://monitor:s3cret-pw@127.0.0.1:{port}/monitoring"
     started = time.monotonic()
     with learner_error(ConnectionError, what=f"ModelMonitor('{dsn}') with nothing listening") as caught:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import fcntl
 import os
+import random
 import shutil
 import signal
 import socket
@@ -304,8 +306,83 @@ def http_ok(url: str) -> bool:
     return httpx.get(url, timeout=2).status_code == 200
 
 
-def free_port(host: str = "127.0.0.1") -> int:
+#: How long a port handed out by free_port stays promised to its caller: long enough for
+#: the slowest server here to start (an app loads its model before uvicorn binds).
+PORT_HOLD_SECONDS = 300.0
+_ports_handed_out: set[int] = set()
+_ports_lock = threading.Lock()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 65535  # Linux's default start; macOS's range is 49152-65535
+
+
+def _port_candidates() -> list[int]:
+    """Ports outside the kernel's ephemeral range, in a random order."""
+    low, high = _ephemeral_range()
+    if low - 1024 >= 4000:
+        pool = range(max(1024, low - 16000), low)
+    elif 65535 - high >= 4000:
+        pool = range(high + 1, 65536)
+    else:
+        return []
+    return random.sample(pool, min(400, len(pool)))
+
+
+def _ledger_path() -> Path:
+    return Path(tempfile.gettempdir()) / f"workbook-ports-{os.getuid()}.ledger"
+
+
+@contextlib.contextmanager
+def _port_ledger():
+    """The ports promised in the last PORT_HOLD_SECONDS by any workbook process of this user."""
+    with open(_ledger_path(), "a+", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.seek(0)
+        now = time.time()
+        promised: dict[int, float] = {}
+        for line in handle.read().split("\n"):
+            with contextlib.suppress(ValueError):
+                port, when = line.split()
+                if now - float(when) < PORT_HOLD_SECONDS:
+                    promised[int(port)] = float(when)
+        yield promised
+        handle.seek(0)
+        handle.truncate()
+        handle.write("".join(f"{port} {when}\n" for port, when in promised.items()))
+
+
+def _bindable(host: str, port: int) -> bool:
     with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A loopback port that nothing listens on now and that no one else will be handed soon.
+
+    A server told to listen on it binds it a few seconds later, so the port must not be taken
+    in between. Asking the kernel (``bind(host, 0)``) gives a port from its ephemeral range,
+    which any other process's ``bind(0)`` or outgoing connection may take the next moment:
+    CI saw uvicorn fail with "address already in use" that way. So the port comes from
+    outside that range, and every workbook process of this user (xdist workers, parallel
+    gradings) records the ports it promises in one locked ledger and skips the others'.
+    """
+    with _ports_lock, _port_ledger() as promised:
+        for port in _port_candidates():
+            if port in promised or port in _ports_handed_out or not _bindable(host, port):
+                continue
+            promised[port] = time.time()
+            _ports_handed_out.add(port)
+            return port
+    with socket.socket() as sock:  # no room outside the ephemeral range: the kernel's choice
         sock.bind((host, 0))
         return sock.getsockname()[1]
 
