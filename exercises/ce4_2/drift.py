@@ -14,7 +14,8 @@ and an independent formula):
   Above 10,000 rows the asymptotic p-value
   ``scipy.stats.kstwobign.sf(D * sqrt(n*m / (n+m)))`` is accepted too, and much cheaper [ks-large].
 * Categorical feature: the chi-square test of homogeneity, that is
-  ``scipy.stats.chi2_contingency`` on a 2 x k table of counts [chi2-test].
+  ``scipy.stats.chi2_contingency`` on a 2 x k table of counts [chi2-test]; with one degree
+  of freedom (two categories) its Yates correction may be on (scipy's default) or off.
   The two rows of the table are lined up by category [chi2-aligned].
   Categories seen only in the new window are columns of the table too [chi2-new-category].
   A category that no row of either sample has (an unused category of a pandas
@@ -25,6 +26,8 @@ and an independent formula):
   PSI = sum((new - ref) * ln(new / ref)), where new and ref are the shares of each sample in each bin [psi-formula].
   Numeric features use ``psi_bins`` bins cut at the quantiles of the reference, not of the new window [psi-reference-bins].
   The outer edges of those bins are -inf and +inf, so every new value falls in a bin [psi-outer-edges].
+  Reference values may repeat (counts, a constant column), so quantiles may coincide: that must not
+  stop the check, and a value equal to an edge may go in the bin on either side of it [psi-ties].
   Categorical features use one bin per category, new categories included [psi-categories].
   An empty bin gets a share of ``EPSILON`` before the log is taken [psi-epsilon].
 * KL divergence KL(new || ref) = sum(new * ln(new / ref)), on the same bins as PSI [kl-direction].

@@ -459,6 +459,50 @@ def test_psi_outer_edges_and_epsilon_for_empty_bins(drift):
     )
 
 
+QUANTILE_METHODS = ("linear", "lower", "higher", "nearest", "midpoint", "inverted_cdf",
+                    "averaged_inverted_cdf", "closest_observation", "interpolated_inverted_cdf",
+                    "hazen", "weibull", "median_unbiased", "normal_unbiased")
+
+
+def tied_psi_values(ref: np.ndarray, new: np.ndarray, bins: int) -> set[float]:
+    """Every PSI a reasonable binning gives when reference values repeat.
+
+    Edges: the reference's inner quantiles by any of numpy's methods, repeats kept (a bin
+    between two equal edges is empty in both samples and adds nothing) or not. A value equal
+    to an edge goes in the bin above it ([a, b) bins) or below it ((a, b] bins).
+    """
+    found = set()
+    for method in QUANTILE_METHODS:
+        edges = np.quantile(ref, np.linspace(0, 1, bins + 1)[1:-1], method=method)
+        for side in ("right", "left"):  # "right": the number of edges <= v, so [a, b) bins
+            p = np.bincount(np.searchsorted(edges, ref, side=side), minlength=bins) / ref.size
+            q = np.bincount(np.searchsorted(edges, new, side=side), minlength=bins) / new.size
+            found.add(round(psi_kl(p, q)[0], 9))
+    return found
+
+
+@pytest.mark.points(1)
+@pytest.mark.covers("psi-ties")
+def test_psi_with_repeated_reference_values(drift):
+    """Counts and a constant column repeat values, so quantile edges coincide: PSI is still given."""
+    ref = pd.DataFrame({
+        "visits": with_counts({0: 450, 1: 300, 2: 150, 3: 100}, seed=1).astype(np.int64),
+        "plan_price": np.full(1000, 5.0),
+    })
+    new = pd.DataFrame({
+        "visits": with_counts({0: 100, 1: 60, 2: 60, 3: 60, 4: 20}, seed=2).astype(np.int64),
+        "plan_price": with_counts({4.0: 75, 5.0: 150, 6.0: 75}, seed=3).astype(float),
+    })
+    report = drift.DriftDetector(ref).detect_drift(new)
+    for name, what in (("visits", "a count column (0-3, with 4 new)"), ("plan_price", "a constant column")):
+        got = value(report, name, "psi")
+        accepted = tied_psi_values(ref[name].to_numpy(float), new[name].to_numpy(float), 10)
+        assert math.isfinite(got) and any(math.isclose(got, v, rel_tol=1e-6) for v in accepted), (
+            f"PSI of {name!r}, {what}, should be one of {sorted(accepted)} (10 reference-quantile "
+            f"bins, repeated edges allowed, a value on an edge in the bin on either side); got {got}"
+        )
+
+
 @pytest.mark.points(2)
 @pytest.mark.covers("psi-categories", "psi-epsilon", "psi-formula")
 def test_categorical_psi_has_one_bin_per_category(drift):
@@ -538,9 +582,9 @@ def test_bool_columns_are_categorical(drift):
 
 
 @pytest.mark.points(2)
-@pytest.mark.covers("categorical-features", "method-name")
+@pytest.mark.covers("categorical-features", "method-name", "psi-categories")
 def test_categorical_features_parameter_overrides_the_dtype(drift):
-    """A number column named in categorical_features gets chi-square on its values' counts."""
+    """A number column named in categorical_features gets chi-square and PSI on its values' counts."""
     ref = pd.DataFrame({
         "x": spread(1000, seed=1),
         "level": with_counts({1: 100, 2: 200, 3: 300, 4: 400}, seed=2).astype(np.int64),
@@ -555,6 +599,11 @@ def test_categorical_features_parameter_overrides_the_dtype(drift):
         f"column 'level' named in categorical_features should be tested with 'chi2'; got {got!r}"
     )
     assert_chi2(report, "level", ref["level"], new["level"], "named in categorical_features")
+    expected, _, _ = category_psi_kl(ref["level"], new["level"])
+    numeric_bins = quantile_bins_psi_kl(ref["level"].to_numpy(float), new["level"].to_numpy(float), 10)[0]
+    assert_close(value(report, "level", "psi"), expected, rel=1e-6, abs_=1e-9,
+                 what=f"PSI of 'level', named in categorical_features (one bin per value, 5 the new one; "
+                      f"reference-quantile bins would give {numeric_bins:.4f})")
     got = method(report, "x")
     assert got == "ks", f"column 'x', not named in categorical_features, should stay 'ks'; got {got!r}"
 
@@ -921,20 +970,24 @@ def test_missing_column_gives_clear_error(drift):
 
 @pytest.mark.points(1)
 @pytest.mark.covers("empty-column")
-def test_all_missing_column_gives_clear_error(drift):
-    """A window whose column has no values at all is refused with a ValueError naming it."""
-    ref = pd.DataFrame({"x": spread(1000, seed=1), "basket_size": spread_exp(1000, seed=2)})
+@pytest.mark.parametrize("empty", ["basket_size", "channel"], ids=["numeric", "categorical"])
+def test_all_missing_column_gives_clear_error(drift, empty):
+    """A window whose column (numeric or categorical) has no values at all is refused with a ValueError naming it."""
+    ref = pd.DataFrame({"x": spread(1000, seed=1), "basket_size": spread_exp(1000, seed=2),
+                        "channel": with_counts({"web": 600, "store": 400}, seed=3)})
     detector = drift.DriftDetector(ref)
-    window = pd.DataFrame({"x": spread(200, seed=3), "basket_size": np.full(200, np.nan)})
-    with learner_error(ValueError, what="detect_drift on a window whose 'basket_size' is all missing") as caught:
+    window = pd.DataFrame({"x": spread(200, seed=3), "basket_size": spread_exp(200, seed=4),
+                           "channel": with_counts({"web": 120, "store": 80}, seed=5)})
+    window[empty] = pd.Series([np.nan] * 200, dtype=float if empty == "basket_size" else object)
+    with learner_error(ValueError, what=f"detect_drift on a window whose {empty!r} is all missing") as caught:
         detector.detect_drift(window)
-    assert "basket_size" in str(caught.value), (
-        f"the error for an all-missing column should name it ('basket_size'); got {caught.value!r}"
+    assert empty in str(caught.value), (
+        f"the error for an all-missing column should name it ({empty!r}); got {caught.value!r}"
     )
 
 
 @pytest.mark.points(1)
-@pytest.mark.covers("extra-ignored", "ignored-columns")
+@pytest.mark.covers("extra-ignored", "ignored-columns", "share-field")
 def test_extra_column_is_ignored_and_listed(drift):
     """A column the reference never had gets no entry in features and is listed in ignored_columns."""
     detector = drift.DriftDetector(reference_frame())
@@ -945,6 +998,12 @@ def test_extra_column_is_ignored_and_listed(drift):
     assert "debug_id" not in features, "report.features should list only the reference's columns"
     ignored = list(field(report, "ignored_columns", what="the drift report"))
     assert ignored == ["debug_id"], f"report.ignored_columns should be ['debug_id']; got {ignored}"
+    shifted = shifted_window()  # x and y drift, colour does not: 2 of the 3 features compared
+    shifted["debug_id"] = np.arange(len(shifted))
+    share = number(field(detector.detect_drift(shifted), "share_drifted", what="the drift report"),
+                   what="report.share_drifted")
+    assert_close(share, 2 / 3, what="share_drifted with an extra column (x and y drifted, of the 3 "
+                                    "reference features; the extra column is not a feature compared)")
 
 
 @pytest.mark.points(1)
