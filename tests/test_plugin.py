@@ -147,6 +147,26 @@ def test_stray_thread_does_not_keep_the_run_alive(pytester, course, tmp_path):
     ])
 
 
+def test_idle_thread_pool_is_not_reported(pytester, course, tmp_path):
+    """An executor's idle workers (MLflow's artifact downloads leave some) end at exit on their
+    own: no sentence about them, and the run ends with its score."""
+    target = submission(tmp_path, """
+        from concurrent.futures import ThreadPoolExecutor
+
+        POOL = ThreadPoolExecutor(2)
+
+        def double(x):
+            return POOL.submit(lambda: 2 * x).result()
+
+        def spin():
+            return 1
+    """)
+    result = grade_in_subprocess(pytester, course, target)
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["demo*3/3*checks*4/4*points*done"])
+    assert "without waiting" not in result.stderr.str(), result.stderr.str()
+
+
 def test_processes_started_by_learner_code_are_stopped(pytester, course, tmp_path):
     """Processes learner code starts — a child, and a daemon whose parent exited — are gone
     when the run ends."""
