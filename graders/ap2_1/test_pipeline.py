@@ -172,8 +172,12 @@ def sandbox(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tracking(sandbox, mlflow_server) -> str:
-    """The MLflow server and a new experiment, named to the pipeline through the environment."""
+    """The MLflow server and an experiment, named to the pipeline through the environment.
+
+    The experiment exists before the pipeline runs, as a team's usually does: the pipeline
+    logs to it, whether or not it is the first run there."""
     name = f"ap2_1-{uuid.uuid4().hex[:8]}"
+    mlflow_server.client().create_experiment(name)
     sandbox.patch.setenv("MLFLOW_TRACKING_URI", mlflow_server.tracking_uri)
     sandbox.patch.setenv("MLFLOW_EXPERIMENT_NAME", name)
     return name
@@ -706,7 +710,8 @@ def the_run(pipeline: PipelineRun):
     pipeline.require()
     assert pipeline.runs, (
         f"the pipeline should log a run to the MLflow experiment named by $MLFLOW_EXPERIMENT_NAME "
-        f"({pipeline.experiment!r}); it has none"
+        f"({pipeline.experiment!r}, which existed before the run: log to it, do not create it again); "
+        "it has none"
     )
     assert len(pipeline.runs) == 1, f"one `dvc repro` should log one MLflow run; found {len(pipeline.runs)}"
     return pipeline.runs[0]
@@ -755,6 +760,7 @@ class Later:
     commit: str
     data_md5: str
     files: dict[str, bytes]
+    status: str = ""  # `git status --porcelain` (untracked files too) right after the commit
 
 
 @pytest.fixture(scope="module")
@@ -765,13 +771,21 @@ def later(sandbox, pipeline) -> Later:
     shutil.copytree(pipeline.clone, repo, symlinks=True)
     write_params(repo / "params.yaml", LATER_PARAMS)
     raw_data(random_state=5).to_csv(repo / "data" / "raw.csv", index=False)
+    # What the project's own `dvc repro` gave since: a reproduce that reads this repository's
+    # metrics.json, instead of the clone's, returns these.
+    now = reference(raw_data(random_state=5), LATER_PARAMS).metrics
+    (repo / "metrics.json").write_text(json.dumps(now, indent=2) + "\n")
     with dvc_repo(repo) as dvc:
         dvc.add(str(repo / "data" / "raw.csv"))
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "new data, weaker model")
     commit = git(repo, "rev-parse", "HEAD").strip()
     files = {name: (repo / name).read_bytes() for name in ("params.yaml", "data/raw.csv", "data/raw.csv.dvc")}
-    return Later(repo, commit, hashlib.md5(files["data/raw.csv"]).hexdigest(), files)
+    return Later(repo, commit, hashlib.md5(files["data/raw.csv"]).hexdigest(), files, git_status(repo))
+
+
+def git_status(repo: Path) -> str:
+    return git(repo, "status", "--porcelain", "--untracked-files=all")
 
 
 def assert_untouched(later: Later) -> None:
@@ -782,6 +796,11 @@ def assert_untouched(later: Later) -> None:
         )
     head = git(later.repo, "rev-parse", "HEAD").strip()
     assert head == later.commit, f"reproduce should leave the project's HEAD at {later.commit}; it is now {head}"
+    status = git_status(later.repo)
+    assert status == later.status, (
+        "reproduce should work in a new clone outside the project and leave no files in it; "
+        f"`git status` there now says:\n{status}"
+    )
 
 
 def past_run(client, pipeline: PipelineRun, data_md5: str, recorded: dict[str, float]) -> str:
@@ -828,6 +847,11 @@ def test_reproduce_recreates_a_past_run(pipeline, later, expected, load_module, 
             f"reproduce should return the metrics.json the pipeline writes in the clone ({want}); "
             f"it returned the values recorded on the run ({recorded})"
         )
+    if all(np.isclose(float(got[k]), v) for k, v in now.items()):
+        raise AssertionError(
+            f"reproduce should return the metrics.json the pipeline writes in the clone ({want}); "
+            f"it returned the metrics.json of the repository it was given ({now}), the project's today"
+        )
     for name in ("accuracy", "f1"):
         assert_close(got[name], want[name], abs_=1e-6,
                      what=f"{name} of reproduce(run_id) (what `dvc repro` gave at commit "
@@ -850,10 +874,17 @@ def test_reproduce_rejects_an_unknown_run(pipeline, later, load_module):
 @pytest.mark.points(2)
 @pytest.mark.covers("reproduce-hash-mismatch")
 def test_reproduce_never_returns_metrics_of_other_data(pipeline, later, load_module, mlflow_server):
-    """A run whose data_hash is not what its commit records (logged from a dirty workspace): raise, or use that data."""
+    """A run whose data_hash is not what its commit records (logged from a dirty workspace): raise, or
+    use that data; a data version no cache holds can only be refused."""
     pipeline.require()
-    run_id = past_run(mlflow_server.client(), pipeline, later.data_md5, {"accuracy": 0.5, "f1": 0.5})
     stages = load_module("stages")
+    nowhere = hashlib.md5(uuid.uuid4().bytes).hexdigest()  # the md5 of no file anyone has
+    run_id = past_run(mlflow_server.client(), pipeline, nowhere, {"accuracy": 0.5, "f1": 0.5})
+    with learner_error(what=f"reproduce of a run tagged with data {nowhere[:8]}…, a version no cache "
+                            "holds (it cannot be restored, and other data must not be used instead),"):
+        stages.reproduce(run_id, repo=later.repo)
+    assert_untouched(later)
+    run_id = past_run(mlflow_server.client(), pipeline, later.data_md5, {"accuracy": 0.5, "f1": 0.5})
     try:
         got = stages.reproduce(run_id, repo=later.repo)
     except NotImplementedError:

@@ -14,6 +14,7 @@ other settings, f1 averaged the weighted or micro way, MSE instead of RMSE.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import subprocess
@@ -29,6 +30,7 @@ import pytest
 from PIL import Image
 from sklearn.base import clone
 from sklearn.datasets import make_classification, make_regression
+from sklearn.dummy import DummyRegressor
 from sklearn.linear_model import LogisticRegression, Ridge, RidgeClassifier
 from sklearn.metrics import (
     accuracy_score,
@@ -40,6 +42,7 @@ from sklearn.metrics import (
 
 from workbook.checks import assert_close, learner_error, number
 from workbook.checks import field as field_of
+from workbook.sealed import in_learner_process
 from workbook.services.base import free_port
 
 # Setting up the runs (a server start included) can take a while on a busy machine.
@@ -67,9 +70,11 @@ def reg_data():
 
 @cache
 def small_data():
-    """A small binary problem for the runs that only test tags."""
-    X, y = make_classification(n_samples=80, n_features=4, n_informative=3, n_redundant=0, random_state=7)
-    return (X[:50], y[:50]), (X[50:], y[50:])
+    """A binary problem for the runs that test tags: 300 x 4 training values, more than numpy
+    prints (its repr elides the middle rows), and macro F1 far from the positive class's F1."""
+    X, y = make_classification(n_samples=400, n_features=4, n_informative=3, n_redundant=0,
+                               weights=[0.8, 0.2], flip_y=0.05, random_state=7)
+    return (X[:300], y[:300]), (X[300:], y[300:])
 
 
 # The classification run: constructor settings (class_weight, max_iter) plus params that matter.
@@ -226,12 +231,17 @@ def returned_id(run_id) -> str:
     return run_id
 
 
+_status_on_return: dict[str, str] = {}
+
+
 @pytest.fixture(scope="module")
 def class_run(world) -> str:
     train, val = class_data()
-    run_id = world.experiments["A"].run_experiment(clone(CLASS_MODEL), dict(CLASS_PARAMS), train, val,
-                                                   run_name="grader-classifier")
-    return returned_id(run_id)
+    run_id = returned_id(world.experiments["A"].run_experiment(
+        clone(CLASS_MODEL), dict(CLASS_PARAMS), train, val, run_name="grader-classifier"))
+    with contextlib.suppress(Exception):  # no such run: judged by the checks
+        _status_on_return[run_id] = world.client.get_run(run_id).info.status
+    return run_id
 
 
 @pytest.fixture(scope="module")
@@ -269,7 +279,7 @@ def git(folder: Path, *args: str) -> str:
 
 class ExplodingModel(LogisticRegression):
     def fit(self, X, y, sample_weight=None):
-        raise RuntimeError("training diverged")
+        raise FloatingPointError("training diverged")
 
 
 @pytest.fixture(scope="module")
@@ -310,8 +320,34 @@ def version_runs(ce, mlflow_server, tmp_path_factory) -> dict:
         # The same training data as new arrays (equal values, other objects), other validation data.
         runs["copied"] = exp.run_experiment(LogisticRegression(), {"C": 1.0}, (X_tr.copy(), y_tr.copy()), other_val)
         runs["relabelled"] = exp.run_experiment(LogisticRegression(), {"C": 1.0}, (X_tr, relabelled), (X_va, y_va))
+        nudged = X_tr.copy()
+        nudged[len(nudged) // 2, 2] += 0.5  # one value, in the rows numpy's repr leaves out
+        runs["nudged"] = exp.run_experiment(LogisticRegression(), {"C": 1.0}, (nudged, y_tr), (X_va, y_va))
     return {"runs": {k: returned_id(v) for k, v in runs.items()}, "commits": (first, second),
             "name": name, "exp": exp, "failure": failure}
+
+
+# Two regressors in experiment D: a constant one far off the targets (r2 below 0) and a Ridge.
+BAD_REGRESSOR, BAD_PARAMS = DummyRegressor(strategy="constant"), {"constant": 0.0}
+CALLERS_PARAMS = {"alpha": 7.5}
+
+
+@pytest.fixture(scope="module")
+def regression_runs(ce, mlflow_server) -> dict:
+    """Experiment D, created beforehand by the grader, used by an MLExperiment built with
+    tracking_uri=None while MLFLOW_TRACKING_URI names the server; a run whose r2 is below 0,
+    and a run of a Ridge the grader keeps a handle on (the very object the learner's code gets)."""
+    name = new_name()
+    experiment_id = mlflow_server.client().create_experiment(name)
+    train, val = reg_data()
+    ridge = in_learner_process(Ridge())
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", mlflow_server.tracking_uri)
+        exp = ce.MLExperiment(name)
+        bad = exp.run_experiment(clone(BAD_REGRESSOR), dict(BAD_PARAMS), train, val)
+        good = exp.run_experiment(ridge, dict(CALLERS_PARAMS), train, val)
+    return {"name": name, "experiment_id": experiment_id, "exp": exp, "model": ridge,
+            "runs": {"bad": returned_id(bad), "good": returned_id(good)}}
 
 
 @pytest.fixture(autouse=True)
@@ -418,6 +454,11 @@ def test_one_finished_run_per_call_in_its_own_experiment(world, ranked_runs, reg
     )
     statuses = {runs[r].info.status for r in mine}
     assert statuses == {"FINISHED"}, f"every run should end FINISHED; got {sorted(statuses)}"
+    on_return = _status_on_return.get(ranked_runs[0])
+    assert on_return == "FINISHED", (
+        f"a run should be FINISHED when run_experiment returns; the first run was {on_return} then "
+        "(end it before returning, not at the start of the next call)"
+    )
     in_b = [r.info.run_id for r in world.runs("B")]
     assert in_b == [pinned_run["run_id"]], (
         f"the other MLExperiment's one call should log one run in its own experiment; it holds {len(in_b)} runs"
@@ -428,9 +469,10 @@ def test_one_finished_run_per_call_in_its_own_experiment(world, ranked_runs, reg
 
 @pytest.mark.points(2)
 @pytest.mark.covers("params-logged")
-def test_run_holds_the_given_params(world, class_run, reg_run):
-    """The run holds at least the given params with their values (more, as autologging logs, is fine)."""
-    for run_id, given in ((class_run, CLASS_PARAMS), (reg_run, REG_PARAMS)):
+def test_run_holds_the_given_params(world, class_run, reg_run, pinned_run):
+    """The run holds at least the given params with their values (more, as autologging logs, is fine),
+    a param given with its default value (C=1.0 of LogisticRegression) too."""
+    for run_id, given in ((class_run, CLASS_PARAMS), (reg_run, REG_PARAMS), (pinned_run["run_id"], {"C": 1.0})):
         logged = get_run(world, run_id).data.params
         wrong = params_hold(logged, given)
         assert not wrong, f"the run should hold the params it was given; missing or different: {wrong}"
@@ -456,6 +498,45 @@ def test_model_is_fitted_with_its_params_on_the_training_data(world, class_run, 
             + (f"it predicts like a model {known[0]}" if known else
                f"{int(np.sum(~np.isclose(got, expectations['predicted'])))} of {len(got)} predictions differ")
         )
+
+
+@pytest.mark.points(1)
+@pytest.mark.covers("experiment-created", "current-uri")
+def test_existing_experiment_is_used_and_none_keeps_the_current_uri(world, regression_runs):
+    """An experiment that already exists is used, not another one; tracking_uri=None logs where MLflow
+    already logs (MLFLOW_TRACKING_URI here)."""
+    client = world.client
+    mine = set(regression_runs["runs"].values())
+    found = {r.info.run_id: r.info.status for r in client.search_runs([regression_runs["experiment_id"]])}
+    others = [e.name for e in client.search_experiments(filter_string=f"name LIKE '{regression_runs['name']}%'")
+              if e.name != regression_runs["name"]]
+    assert set(found) == mine, (
+        f"MLExperiment({regression_runs['name']!r}) with tracking_uri=None, while MLFLOW_TRACKING_URI names "
+        f"the server, should log its 2 runs in that existing experiment on the server; it holds "
+        f"{len(set(found) & mine)} of them"
+        + (f" (they went to a new experiment {others[0]!r}: use the existing one)" if others else
+           " (with tracking_uri=None keep MLflow's current URI, do not choose a store of your own)")
+    )
+    assert set(found.values()) == {"FINISHED"}, f"every run should end FINISHED; got {sorted(set(found.values()))}"
+
+
+@pytest.mark.points(1)
+@pytest.mark.covers("params-set")
+def test_params_are_set_on_the_callers_model(regression_runs):
+    """The model object the caller passed gets the params and is the one fitted (no copy)."""
+    model = regression_runs["model"]
+    got = model.alpha  # an attribute, read where the model lives (sealed grading: the learner's process)
+    assert got == CALLERS_PARAMS["alpha"], (
+        f"run_experiment(model, {CALLERS_PARAMS}, ...) should set the params on the caller's model; its "
+        f"alpha is {got!r} (set them on model itself, not on a copy)"
+    )
+    (X_tr, y_tr), _ = reg_data()
+    expected = fitted(Ridge(), CALLERS_PARAMS, X_tr, y_tr).coef_
+    coef = getattr(model, "coef_", None)
+    assert coef is not None, "the caller's model should be fitted after run_experiment; it has no coef_"
+    assert np.allclose(np.asarray(coef), expected, rtol=1e-6, atol=1e-9), (
+        "the caller's model should be fitted on train_data with the params; its coefficients differ"
+    )
 
 
 @pytest.mark.points(3)
@@ -502,6 +583,16 @@ def test_evaluate_picks_metrics_by_the_kind_of_model(world):
         wrong = f1_score(labels, predicted, average="weighted")
         hint = " (that is the weighted average; use macro)" if math.isclose(number(value, what=name), wrong) else ""
         assert_close(value, expected, what=f"evaluate(...)[{name!r}] for a RidgeClassifier{hint}")
+    # Two classes: f1 is still the macro average, not the positive class's F1.
+    (B_tr, b_tr), (B_va, b_va) = small_data()
+    binary = LogisticRegression().fit(B_tr, b_tr)
+    predicted = binary.predict(B_va)
+    expected = f1_score(b_va, predicted, average="macro")
+    positive = f1_score(b_va, predicted)
+    assert abs(expected - positive) > 0.05  # the case tells the two apart
+    value = field_of(exp.evaluate(binary, (B_va, b_va)), "f1", what="evaluate(binary classifier, val_data)")
+    hint = " (that is the positive class's F1: average='binary')" if math.isclose(number(value, what="f1"), positive) else ""
+    assert_close(value, expected, what=f"evaluate(...)['f1'] for a two-class LogisticRegression{hint}")
     # Whole-number targets: still a regressor.
     (R_tr, t_tr), (R_va, t_va) = reg_data()
     regressor = Ridge(alpha=1.0).fit(R_tr, np.round(t_tr).astype(int))
@@ -550,8 +641,8 @@ def test_model_has_signature_and_input_example(world, class_run, tmp_path_factor
     local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tmp_path_factory.mktemp("model")))
     example = mlflow.models.Model.load(local).load_input_example(local)
     shape = np.shape(np.asarray(example))
-    assert len(shape) == 2 and shape[0] >= 1 and shape[1] == n_features, (
-        f"the input example should be a few rows of X ({n_features} columns); got shape {shape}"
+    assert len(shape) == 2 and 1 <= shape[0] <= 20 and shape[1] == n_features, (
+        f"the input example should be a few rows of X (1 to 20, {n_features} columns); got shape {shape}"
     )
 
 
@@ -592,12 +683,12 @@ def json_numbers(value, found: dict[str, list[float]]) -> dict[str, list[float]]
 @pytest.mark.points(2)
 @pytest.mark.covers("report-json")
 def test_report_is_json_with_the_logged_metrics(world, class_run, reg_run, tmp_path_factory):
-    """A JSON report among the artifacts holds each metric the run logged, under its name."""
-    for run_id in (class_run, reg_run):
+    """A JSON report among the artifacts holds each metric of evaluate() the run logged, under its name."""
+    for run_id, names in ((class_run, ("accuracy", "f1")), (reg_run, ("rmse", "mae", "r2"))):
         files = run_files(world, run_id, tmp_path_factory)
         reports = [p for p in files if p.suffix.lower() == ".json"]
         assert reports, f"the run should log a JSON evaluation report; its artifacts are {sorted(p.name for p in files)}"
-        logged = get_run(world, run_id).data.metrics
+        logged = {k: v for k, v in get_run(world, run_id).data.metrics.items() if k in names}
         problems = []
         for report in reports:
             try:
@@ -661,6 +752,10 @@ def test_data_version_hash_follows_the_training_data(world, version_runs):
         f"training data with three labels changed should give another data_version; both are "
         f"{versions['first']!r}: the hash should cover y as well as X"
     )
+    assert versions["nudged"] != versions["first"], (
+        f"training data with one value of X changed (row 150 of 300) should give another data_version; "
+        f"both are {versions['first']!r}: hash every value (numpy's repr or str leaves the middle rows out)"
+    )
 
 
 # -- a failing training -----------------------------------------------------------------------
@@ -677,8 +772,10 @@ def test_failed_training_ends_failed_and_reraises(world, version_runs):
         chain.append(seen)
         seen = seen.__cause__ or seen.__context__
     assert raised is not None, "run_experiment should let the training error reach the caller; it returned"
-    assert any(isinstance(e, RuntimeError) and "training diverged" in str(e) for e in chain), (
-        f"run_experiment should raise the training error (RuntimeError: training diverged); got {raised!r}"
+    assert isinstance(raised, FloatingPointError) and "training diverged" in str(raised), (
+        f"run_experiment should let the training error itself reach the caller (FloatingPointError: "
+        f"training diverged); got {raised!r}"
+        + (", which wraps it: re-raise the error itself" if any(isinstance(e, FloatingPointError) for e in chain[1:]) else "")
     )
     assert failure["left_active"] is None, (
         "after a failed training no run should stay active, or the next call nests in it or fails; "
@@ -729,8 +826,9 @@ def test_compare_orders_runs_best_first(world, ranked_runs, reg_run):
 
 @pytest.mark.points(2)
 @pytest.mark.covers("compare-missing")
-def test_compare_leaves_out_runs_without_the_metric(world, ranked_runs, reg_run, version_runs):
-    """rmse lists only the regressor's run; accuracy leaves out the regressor's and failed runs."""
+def test_compare_leaves_out_runs_without_the_metric(world, ranked_runs, reg_run, version_runs, regression_runs):
+    """rmse lists only the regressor's run; accuracy leaves out the regressor's and failed runs;
+    a run whose metric is below 0 (an r2 of a constant model) did log it."""
     exp = world.experiments["A"]
     got = ids(compared(exp, "rmse", ascending=True))
     assert got == [reg_run], (
@@ -745,6 +843,13 @@ def test_compare_leaves_out_runs_without_the_metric(world, ranked_runs, reg_run,
     assert sorted(got) == sorted(good), (
         f"compare_experiments('accuracy') should list the {len(good)} good runs and leave out a failed run; "
         f"got {len(got)} runs"
+    )
+    runs = regression_runs["runs"]
+    got = ids(compared(regression_runs["exp"], "r2"))
+    assert got == [runs["good"], runs["bad"]], (
+        "compare_experiments('r2') should list both runs that logged r2, the one below 0 too, highest first; "
+        f"got {len(got)} runs" + (" (the run whose r2 is below 0 is missing: leave out runs without the "
+                                  "metric, not runs with a low value)" if runs["bad"] not in got else "")
     )
 
 
@@ -772,26 +877,35 @@ def test_compare_entries_hold_params_and_metrics(world, ranked_runs):
         run = client.get_run(field_of(entry, "run_id", what="a compared run"))
         params = field_of(entry, "params", what="a compared run")
         metrics = field_of(entry, "metrics", what="a compared run")
-        wrong = params_hold({k: str(v) for k, v in dict(params).items()}, run.data.params)
-        assert not wrong, f"a compared run's params should be the ones it logged; missing or different: {wrong}"
+        wrong = [f"{k}={v!r} (logged: {run.data.params[k]!r})" for k, v in dict(params).items()
+                 if k in run.data.params and v != run.data.params[k]]
+        missing = sorted(set(run.data.params) - set(dict(params)))
+        assert not wrong and not missing, (
+            "a compared run's params should be the ones it logged, as the strings MLflow keeps; "
+            + (f"different: {wrong}" if wrong else f"missing: {missing}")
+        )
         for name, value in run.data.metrics.items():
             assert name in metrics, f"a compared run's metrics should include {name!r}; got {sorted(metrics)}"
             assert_close(metrics[name], value, what=f"a compared run's metric {name!r}")
+        others = sorted(set(dict(metrics)) - set(run.data.metrics))
+        assert not others, f"a compared run's metrics should be its own; it never logged {others}"
 
 
 @pytest.mark.points(1)
 @pytest.mark.covers("compare-max-results")
 def test_compare_max_results_keeps_the_best(world, ranked_runs):
-    """max_results=2 of three runs: the two best, in order."""
+    """max_results=2 of three runs: the two best, in order, highest first and with ascending=True lowest first."""
     client = world.client
     logged = {r: client.get_run(r).data.metrics for r in ranked_runs}
     accuracy = {r: m["accuracy"] for r, m in logged.items() if "accuracy" in m}
-    best = sorted(accuracy.values(), reverse=True)[:2]  # values: runs with equal accuracy may swap
-    got = ids(compared(world.experiments["A"], "accuracy", max_results=2))
-    assert len(got) == 2 and all(r in accuracy for r in got) and [accuracy[r] for r in got] == best, (
-        f"compare_experiments('accuracy', max_results=2) should give the 2 best runs, best first; got "
-        f"{len(got)} runs with accuracy {[round(accuracy.get(r, float('nan')), 4) for r in got]}"
-    )
+    for ascending in (False, True):
+        best = sorted(accuracy.values(), reverse=not ascending)[:2]  # values: equal ones may swap
+        got = ids(compared(world.experiments["A"], "accuracy", ascending=ascending, max_results=2))
+        call = f"compare_experiments('accuracy', {'ascending=True, ' if ascending else ''}max_results=2)"
+        assert len(got) == 2 and all(r in accuracy for r in got) and [accuracy[r] for r in got] == best, (
+            f"{call} should give the 2 best runs ({'lowest' if ascending else 'highest'} accuracy), best "
+            f"first; got {len(got)} runs with accuracy {[round(accuracy.get(r, float('nan')), 4) for r in got]}"
+        )
 
 
 # -- the server -------------------------------------------------------------------------------

@@ -78,7 +78,8 @@ class MLExperiment:
     def __init__(self, experiment_name: str, tracking_uri: str | None = None, data_version: str | None = None):
         """Use the MLflow experiment ``experiment_name``, created if missing [experiment-created].
 
-        ``tracking_uri`` is the tracking server's URI (None keeps MLflow's current one).
+        ``tracking_uri`` is the tracking server's URI; None keeps MLflow's current one
+        (``mlflow.get_tracking_uri()``, which ``MLFLOW_TRACKING_URI`` sets) [current-uri].
         When nothing answers at an http(s) ``tracking_uri``, raise an error that names
         the URI, within seconds [unreachable-server].
         A ``data_version`` given here is the ``data_version`` tag of every run [data-version-given].
@@ -119,7 +120,8 @@ class MLExperiment:
 
         Each call makes exactly one run in this object's experiment, ended FINISHED [one-run].
         ``run_name``, when given, is the run's name [run-name].
-        ``params`` are set on ``model`` before fitting; its other settings stay [params-set].
+        ``params`` are set on ``model`` before fitting; its other settings stay. The caller's
+        ``model`` object is the one that gets the params and is fitted (no copy) [params-set].
         The model is fitted on ``train_data`` only, never on ``val_data`` [fit-train-only].
         The run holds at least the given params, with these values; more is fine,
         as autologging logs [params-logged].
@@ -127,11 +129,11 @@ class MLExperiment:
         The fitted model is logged under the name ``"model"``, and
         ``mlflow.pyfunc.load_model(f"runs:/{run_id}/model")`` predicts what it predicts [model-logged].
         The logged model has a signature of X's columns and an input example of
-        a few rows of X [signature-example].
+        a few rows of X (at most 20, never the whole training set) [signature-example].
         The run's artifacts hold a PNG plot: a confusion matrix for a classifier,
         residuals for a regressor [plot-png].
-        They also hold an evaluation report: a JSON file with each logged metric
-        under its name [report-json].
+        They also hold an evaluation report: a JSON file with each metric of
+        ``self.evaluate`` under its name [report-json].
         Tag ``git_commit`` is ``git rev-parse HEAD`` of the current working folder
         when the run starts [git-commit].
         Outside a git repository, ``git_commit`` is ``"unknown"`` [git-unknown].
@@ -140,7 +142,8 @@ class MLExperiment:
         That hash covers X and y: same data, same hash; a change in X or y, another [hash-stable].
         Only the training data count: another ``val_data`` keeps the hash [hash-train-only].
         If training fails, the run ends FAILED, never left RUNNING [failed-status].
-        The training error then reaches the caller, and later calls work as usual [error-propagates].
+        The training error then reaches the caller (that very exception, not another one
+        wrapping it), and later calls work as usual [error-propagates].
         """
         ### BEGIN SOLUTION
         X_train, y_train = train_data
@@ -206,7 +209,8 @@ class MLExperiment:
         Runs without ``metric`` are left out: a regressor's run when comparing
         ``accuracy``, a failed run [compare-missing].
         Runs of other experiments are never listed [compare-own-experiment].
-        Each dict has ``run_id``, ``params`` and ``metrics``, as the run logged them [compare-fields].
+        Each dict has ``run_id``, ``params`` and ``metrics``, as the run logged them: the params
+        as the strings MLflow keeps, the run's own metrics and no others [compare-fields].
         At most ``max_results`` runs come back: the best ones [compare-max-results].
         """
         ### BEGIN SOLUTION
