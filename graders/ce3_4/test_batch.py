@@ -63,11 +63,15 @@ def feature_values(keys: np.ndarray, k: int) -> np.ndarray:
 
 
 def fitted_estimator(n_features: int = 3) -> LinearRegression:
-    """A linear model with distinct coefficients, so features in the wrong order give other values."""
+    """A linear model with distinct coefficients, so features in the wrong order give other values.
+
+    Its intercept is 22/7: no prediction is a short decimal, so an output written with fewer
+    digits than the float has (a CSV with float_format="%.3f", a ``real`` column) reads back
+    other values."""
     keys = np.arange(400)
     X = np.column_stack([feature_values(keys, k) for k in range(n_features)])
     coefficients = np.array([1.5, -2.0, 0.5, 3.0, -1.0, 0.25])[:n_features]
-    return LinearRegression().fit(X, X @ coefficients + 3.0)
+    return LinearRegression().fit(X, X @ coefficients + 22 / 7)
 
 
 @pytest.fixture(scope="module")
@@ -102,19 +106,19 @@ def table_name(label: str) -> str:
 
 def create_input(conn, name: str, keys, *, key: str = "id", features=FEATURES,
                  key_type: str = "bigint", extra: dict[str, str] | None = None,
-                 nulls: dict[str, str] | None = None) -> None:
-    """``name(key, *extra, *features)`` with one row per key; ``nulls[f]`` is a SQL condition
-    on ``i`` (the key) under which feature ``f`` is NULL."""
+                 nulls: dict[str, str] | None = None, nans: dict[str, str] | None = None) -> None:
+    """``name(key, *extra, *features)`` with one row per key; ``nulls[f]`` (``nans[f]``) is a SQL
+    condition on ``i`` (the key) under which feature ``f`` is NULL ('NaN')."""
     extra = extra or {}
     nulls = nulls or {}
     columns = [sql.SQL("{} {} PRIMARY KEY").format(sql.Identifier(key), sql.SQL(key_type))]
     columns += [sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, t in extra.items()]
     columns += [sql.SQL("{} double precision").format(sql.Identifier(f)) for f in features]
     conn.execute(sql.SQL("CREATE TABLE {} ({})").format(sql.Identifier(name), sql.SQL(", ").join(columns)))
-    insert_rows(conn, name, keys, key=key, features=features, extra=extra, nulls=nulls)
+    insert_rows(conn, name, keys, key=key, features=features, extra=extra, nulls=nulls, nans=nans)
 
 
-def insert_rows(conn, name, keys, *, key="id", features=FEATURES, extra=None, nulls=None) -> None:
+def insert_rows(conn, name, keys, *, key="id", features=FEATURES, extra=None, nulls=None, nans=None) -> None:
     primes = [37, 11, 5, 23, 13, 29]
     moduli = [41, 17, 13, 19, 23, 31]
     values = []
@@ -124,6 +128,10 @@ def insert_rows(conn, name, keys, *, key="id", features=FEATURES, extra=None, nu
         condition = (nulls or {}).get(f)
         if condition:
             formula = sql.SQL("CASE WHEN {} THEN NULL ELSE {} END").format(sql.SQL(condition), formula)
+        condition = (nans or {}).get(f)
+        if condition:
+            formula = sql.SQL("CASE WHEN {} THEN 'NaN'::double precision ELSE {} END").format(
+                sql.SQL(condition), formula)
         values.append(formula)
     extra_values = [sql.SQL("'row ' || i") for _ in (extra or {})]
     conn.execute(
@@ -319,21 +327,23 @@ def test_db_features_default_to_every_other_column_in_table_order(batch, postgre
 @pytest.mark.covers("missing-policy", "stats-counts")
 def test_db_rows_with_missing_features_get_a_null_prediction_and_are_counted(
         batch, estimator, postgres, tmp_path):
-    """Rows with a NULL feature are not given to the model: NULL prediction, counted as missing."""
+    """Rows with a NULL (or NaN) feature are not given to the model: NULL prediction, counted as missing."""
     source, target = table_name("in"), table_name("out")
     with postgres.connect() as conn:
-        # 30 rows lack f2, 12 others lack f3: 42 missing, 258 scored.
-        create_input(conn, source, range(300), nulls={"f2": "mod(i, 10) = 3", "f3": "mod(i, 25) = 0"})
+        # 30 rows lack f2, 12 others lack f3, 6 others have a NaN f1: 48 missing, 252 scored.
+        create_input(conn, source, range(300), nulls={"f2": "mod(i, 10) = 3", "f3": "mod(i, 25) = 0"},
+                     nans={"f1": "mod(i, 50) = 17"})
         expected = expected_from_db(conn, source, estimator)
-    assert sum(v is None for v in expected.values()) == 42
+    assert sum(v is None for v in expected.values()) == 48
     model, log = save_model(tmp_path, estimator)
     stats = batch.BatchPredictor(model, batch_size=50).predict_from_db(postgres.dsn, source, target)
     with postgres.connect() as conn:
-        assert_predictions(output_rows(conn, target), expected, where=f"output table {target}")
-    assert_stats(stats, what="predict_from_db on 300 rows, 42 of them with a NULL feature",
-                 predicted=258, missing=42, skipped=0)
+        assert_predictions(output_rows(conn, target), expected,
+                           where=f"output table {target} (a 'NaN' double precision counts as missing)")
+    assert_stats(stats, what="predict_from_db on 300 rows, 42 of them with a NULL feature and 6 with a NaN",
+                 predicted=252, missing=48, skipped=0)
     scored = sum(call["rows"] for call in read_log(log))
-    assert scored == 258, f"the model should have been given the 258 complete rows; it got {scored}"
+    assert scored == 252, f"the model should have been given the 252 complete rows; it got {scored}"
 
 
 @pytest.mark.points(3)
@@ -513,14 +523,14 @@ def write_input(table: pa.Table, path: Path, *, row_group_size: int | None = Non
     return path
 
 
-def expected_from_table(table: pa.Table, estimator, features=FEATURES) -> list[tuple[int, float | None]]:
+def expected_from_table(table: pa.Table, estimator, features=FEATURES, key: str = "id") -> list[tuple[int, float | None]]:
     """(key, expected prediction or None) in the input's order, from the data itself."""
     X = np.column_stack([table[f].to_numpy(zero_copy_only=False).astype(float) for f in features])
     complete = ~np.isnan(X).any(axis=1)
     predicted = np.full(len(X), np.nan)
     predicted[complete] = estimator.predict(X[complete])
     return [(int(k), None if math.isnan(p) else float(p))
-            for k, p in zip(table["id"].to_pylist(), predicted, strict=True)]
+            for k, p in zip(table[key].to_pylist(), predicted, strict=True)]
 
 
 def read_output(path: Path, key: str = "id") -> list[tuple]:
@@ -541,9 +551,9 @@ def read_output(path: Path, key: str = "id") -> list[tuple]:
     return list(zip(table[key].to_pylist(), table["prediction"].to_pylist(), strict=True))
 
 
-def assert_file_output(path: Path, expected: list[tuple], *, where: str) -> None:
+def assert_file_output(path: Path, expected: list[tuple], *, where: str, key: str = "id") -> None:
     __tracebackhide__ = True
-    got = read_output(path)
+    got = read_output(path, key)
     got_keys, want_keys = [k for k, _ in got], [k for k, _ in expected]
     assert len(got) == len(expected), f"{where} should have {len(expected)} rows, one per input row; got {len(got)}"
     assert got_keys == want_keys, (
@@ -556,17 +566,21 @@ def assert_file_output(path: Path, expected: list[tuple], *, where: str) -> None
 @pytest.mark.points(2)
 @pytest.mark.covers("file-formats", "file-output", "csv-output", "feature-columns", "predict-input")
 def test_csv_in_csv_out(batch, tmp_path):
-    """CSV to CSV: header id,prediction, the input's keys in its order, the model's values."""
+    """CSV to CSV: header customer_id,prediction (the key_column given), the input's keys in its
+    order, the model's values; an empty field in a column that is not a feature changes nothing."""
     features = ["f3", "f1", "f2"]  # the model's order, not the file's
     estimator = fitted_estimator()
     keys = np.random.default_rng(3).permutation(np.arange(1000, 1450))
     table = file_table(keys, note=True)  # columns: id, note, f1, f2, f3
+    notes = pa.array([None if k % 6 == 1 else f"row {k}" for k in keys])  # empty fields, not a feature
+    table = table.set_column(1, "note", notes).rename_columns(["customer_id", *table.column_names[1:]])
     source = write_input(table, tmp_path / "customers.csv")
     model, _ = save_model(tmp_path, estimator, features=features)
     batch.BatchPredictor(model, batch_size=128).predict_from_files(
-        source, tmp_path / "scores.csv", feature_columns=features)
-    assert_file_output(tmp_path / "scores.csv", expected_from_table(table, estimator, features),
-                       where="scores.csv")
+        source, tmp_path / "scores.csv", key_column="customer_id", feature_columns=features)
+    assert_file_output(tmp_path / "scores.csv", expected_from_table(table, estimator, features, key="customer_id"),
+                       where="scores.csv (key_column='customer_id'; 'note' is not a feature, and empty in 75 rows)",
+                       key="customer_id")
 
 
 @pytest.mark.points(2)

@@ -285,15 +285,16 @@ def test_every_window_unit(world, frame):
 
 @pytest.mark.points(1)
 @pytest.mark.covers("window-invalid", "window-checked")
-@pytest.mark.parametrize("window", ["1y", "0d", "-1d", "1.5h", "d", "", "1 d", "1d ago", "in 1d", timedelta(hours=-1), 5])
+@pytest.mark.parametrize("window", ["1y", "0d", "00d", "-1d", "1.5h", "d", "", "1 d", "1d ago", "in 1d", "1d\n",
+                                    timedelta(hours=-1), 5])
 def test_invalid_windows_are_refused(world, window):
     """A window that is not a positive whole number and a unit raises ValueError naming it."""
     monitor, _, _ = world
     with learner_error(ValueError, what=f"compute_metrics({window!r})") as caught:
         monitor.compute_metrics(window)
     message = str(caught.value)
-    if window != "":
-        assert str(window) in message or repr(window) in message, (
+    if window.strip() if isinstance(window, str) else True:
+        assert str(window).strip() in message or repr(window) in message, (
             f"the ValueError for compute_metrics({window!r}) should name the value; got {message!r}")
 
 
@@ -317,7 +318,7 @@ def test_prediction_and_confidence_distributions(world, frame):
 
 
 @pytest.mark.points(1)
-@pytest.mark.covers("ece-bins", "ece")
+@pytest.mark.covers("ece-bins", "ece", "confidence-distribution")
 def test_confidence_on_a_bin_edge_belongs_to_the_bin_above(fresh):
     """ECE bins are [k/B, (k+1)/B): 0.5 sits with 0.55, not with 0.45; 1.0 is in the last bin."""
     monitor, _ = fresh(T0 + DAY)
@@ -337,6 +338,23 @@ def test_confidence_on_a_bin_edge_belongs_to_the_bin_above(fresh):
         f"{what}: confidence_histogram should be [0, 0, 0, 0, 2, 2, 0, 0, 0, 2] (0.5 with 0.55, 1.0 in the "
         f"last bin); got {histogram}"
     )
+    # calibration_bins=4, and two labelled predictions without a confidence: they are not in n.
+    monitor, _ = fresh(T0 + DAY, calibration_bins=4)
+    cases = [(0.1, False), (0.2, True), (0.35, True), (0.4, False), (0.6, True), (0.7, True), (0.8, False),
+             (0.95, True), (None, True), (None, False)]
+    for k, (confidence, correct) in enumerate(cases):
+        monitor.track_prediction({"k": k}, 1, 1 if correct else 0, confidence=confidence,
+                                 timestamp=T0 + timedelta(hours=k + 1))
+    conf, ok = [c for c, _ in cases if c is not None], [o for c, o in cases if c is not None]
+    expected = ece(conf, ok, bins=4)
+    assert not math.isclose(expected, ece(conf, ok)) and expected > 0  # 4 bins are not 10
+    what = "compute_metrics with calibration_bins=4 (8 confidences, 2 labelled predictions without one)"
+    result = monitor.compute_metrics("1d")
+    assert_metric(result, "calibration_error", expected, what)
+    histogram = [int(c) for c in get(result, "confidence_histogram", what)]
+    assert histogram == [2, 2, 2, 2], f"{what}: confidence_histogram should be [2, 2, 2, 2]; got {histogram}"
+    assert_metric(result, "mean_confidence", float(np.mean(conf)),
+                  f"{what}: the mean of the 8 confidences, the predictions without one left out,")
 
 
 @pytest.mark.points(2)
@@ -361,6 +379,31 @@ def test_positive_label_gives_that_labels_metrics(fresh):
     result = monitor.compute_metrics("1d", end=T0 + 2 * DAY)
     for key, value in (("precision", prec), ("recall", rec), ("f1", f1)):
         assert_metric(result, key, value, "compute_metrics with positive_label='spam' never predicted (0, not 1)")
+    # positive_label=0 on 0/1 labels: a label that is falsy is still the positive one.
+    y3 = [0] * 7 + [1] * 13
+    p3 = [0] * 5 + [1] * 2 + [0] * 4 + [1] * 9
+    expected = precision_recall_fscore_support(y3, p3, pos_label=0, average="binary")[:3]
+    macro = precision_recall_fscore_support(y3, p3, average="macro")[:3]
+    assert not math.isclose(expected[0], macro[0])  # the case tells them apart
+    monitor, _ = fresh(T0 + DAY, positive_label=0)
+    for k, (actual, predicted) in enumerate(zip(y3, p3, strict=True)):
+        monitor.track_prediction({"k": k}, predicted, actual, timestamp=T0 + timedelta(minutes=k + 1))
+    result = monitor.compute_metrics("1d")
+    for key, value in zip(("precision", "recall", "f1"), expected, strict=True):
+        assert_metric(result, key, value, "compute_metrics with positive_label=0 (0 is a label like any other)")
+    # Three labels: 'churn' against the two others together.
+    y4 = ["churn"] * 5 + ["stay"] * 8 + ["upgrade"] * 5
+    p4 = ["churn"] * 3 + ["upgrade"] * 2 + ["stay"] * 6 + ["churn"] * 2 + ["upgrade"] * 4 + ["stay"]
+    truth, said = [v == "churn" for v in y4], [v == "churn" for v in p4]
+    expected = precision_recall_fscore_support(truth, said, pos_label=True, average="binary")[:3]
+    assert not math.isclose(expected[2], precision_recall_fscore_support(y4, p4, average="macro")[2])
+    monitor, _ = fresh(T0 + DAY, positive_label="churn")
+    for k, (actual, predicted) in enumerate(zip(y4, p4, strict=True)):
+        monitor.track_prediction({"k": k}, predicted, actual, timestamp=T0 + timedelta(minutes=k + 1))
+    result = monitor.compute_metrics("1d")
+    for key, value in zip(("precision", "recall", "f1"), expected, strict=True):
+        assert_metric(result, key, value, "compute_metrics with positive_label='churn' among churn, stay and "
+                                          "upgrade ('churn' against the two others)")
 
 
 @pytest.mark.points(2)
@@ -374,13 +417,16 @@ def test_macro_average_counts_a_label_never_predicted(fresh):
         monitor.track_prediction({"k": k}, predicted, timestamp=T0 + timedelta(minutes=k + 1), prediction_id=f"q{k}")
     for k, actual in enumerate(y):
         monitor.record_actual(f"q{k}", actual)
+    for k in range(3):  # predictions of a label 'z' whose truth is not known yet: not a label of the metrics
+        monitor.track_prediction({"k": 100 + k}, "z", timestamp=T0 + timedelta(hours=2, minutes=k))
     prec, rec, f1, _ = precision_recall_fscore_support(y, p, labels=["a", "b", "c"], average="macro",
                                                        zero_division=0)
     weighted = precision_recall_fscore_support(y, p, average="weighted", zero_division=0)
     assert not math.isclose(f1, weighted[2])
     result = monitor.compute_metrics("1d")
     for key, value in (("precision", prec), ("recall", rec), ("f1", f1)):
-        assert_metric(result, key, value, "compute_metrics on labels a, b, c (c never predicted)")
+        assert_metric(result, key, value, "compute_metrics on labels a, b, c (c never predicted; 'z' is "
+                      "predicted only by unlabelled predictions, so it is not one of the labels)")
     assert_metric(result, "accuracy", accuracy_score(y, p), "compute_metrics on labels a, b, c")
     # The other side: a label that is predicted but is never the true one counts too.
     y = ["a"] * 6 + ["b"] * 6
@@ -558,11 +604,11 @@ def test_timestamp_defaults_to_the_clock(fresh):
 @pytest.mark.points(1)
 @pytest.mark.covers("confidence-range")
 def test_confidence_outside_zero_one_is_refused(fresh):
-    """Confidences 0 and 1 are accepted; -0.1 and 1.1 raise ValueError."""
+    """Confidences 0 and 1 are accepted; -0.1, 1.1 and NaN raise ValueError."""
     monitor, _ = fresh()
     for ok in (0.0, 1.0):
         monitor.track_prediction({"k": 0}, 1, confidence=ok, timestamp=T0)
-    for bad in (-0.1, 1.1):
+    for bad in (-0.1, 1.1, float("nan")):
         with learner_error(ValueError, what=f"track_prediction(..., confidence={bad})"):
             monitor.track_prediction({"k": 0}, 1, confidence=bad, timestamp=T0)
 
@@ -643,6 +689,47 @@ def test_baseline_is_the_span_just_before_the_window(world, frame):
         assert_metric(result, "p_value", p, what)
 
 
+class MovingClock(Clock):
+    """A clock that is three hours later at each call."""
+
+    def __call__(self) -> datetime:
+        now, self.now = self.now, self.now + timedelta(hours=3)
+        return now
+
+
+@pytest.mark.points(1)
+@pytest.mark.covers("baseline-span", "clock", "end-default")
+def test_window_and_baseline_share_one_reading_of_the_clock(mod, tmp_path):
+    """Without end, the window ends at one reading of the clock and the baseline ends where the
+    window starts, even when the clock moves between calls (traffic growing over time, so each
+    span's count tells which instant it ends at)."""
+    start = T0 + DAY * 5 // 2
+    path = tmp_path / "moving.db"
+    tracking = mod.ModelMonitor(str(path), clock=Clock(start))
+    stamps = [T0 + timedelta(minutes=int(4320 * (k / 600) ** 0.5)) for k in range(1, 601)]
+    for k, stamp in enumerate(stamps):
+        tracking.track_prediction({"k": k}, 1, 1, timestamp=stamp)
+    tracking.close()
+    # A monitor of its own for the moving clock (under sealed grading the clock lives in the learner's process).
+    monitor = mod.ModelMonitor(str(path), clock=MovingClock(start), min_samples=5)
+
+    def count(a: datetime, b: datetime) -> int:
+        return sum(a < t <= b for t in stamps)
+
+    readings = [start + timedelta(hours=3 * i) for i in range(8)]
+    pairs = {(count(t - DAY, t), count(t - 2 * DAY, t - DAY)) for t in readings}
+    mixed = (count(readings[0] - DAY, readings[0]), count(readings[1] - 2 * DAY, readings[1] - DAY))
+    assert mixed not in pairs  # the case tells one reading from two
+    what = "detect_degradation('1d', '1d') with a clock three hours later at each call"
+    result = monitor.detect_degradation("1d", "1d")
+    got = (get(result, "n_window", what), get(result, "n_baseline", what))
+    assert got in pairs, (
+        f"{what}: the window and the baseline should end at one reading of the clock, the baseline where "
+        f"the window starts; n_window and n_baseline are {got}, which no single instant gives"
+        + (" (the baseline was placed from a second reading of the clock)" if got == mixed else "")
+    )
+
+
 @pytest.mark.points(1)
 @pytest.mark.covers("one-sided")
 def test_a_better_window_is_not_degradation(fresh):
@@ -708,6 +795,10 @@ def test_minimum_sample_size(fresh):
     result = monitor.detect_degradation("1d", "1d")
     assert get(result, "status", what) == "insufficient_data", f"{what}: status should be 'insufficient_data'"
     assert get(result, "degraded", what) is False, f"{what}: degraded should be False"
+    reason = str(get(result, "reason", what))
+    assert "29" in reason and "30" in reason, (
+        f"{what}: the reason should name the baseline's 29 labelled predictions and the minimum 30; got {reason!r}"
+    )
 
 
 @pytest.mark.points(1)
@@ -732,21 +823,32 @@ def test_default_minimum_is_100_labelled_predictions(world, frame):
 
 
 @pytest.mark.points(2)
-@pytest.mark.covers("durable", "sqlite-default", "close")
+@pytest.mark.covers("durable", "sqlite-default", "close", "id-unique", "id-given")
 def test_data_survives_a_new_monitor_on_the_same_file(mod, frame, tmp_path):
-    """A new ModelMonitor on the same SQLite file (created with its folder) sees everything."""
+    """A new ModelMonitor on the same SQLite file (created with its folder; a str, then a Path)
+    sees everything, never hands out an id again, and refuses a chosen id that is stored."""
     path = tmp_path / "new" / "folder" / "monitor.db"
     first = mod.ModelMonitor(str(path), clock=Clock(T0 + 3 * DAY))
     part = frame.iloc[: 3 * 144]
     send(first, part)
+    early = first.track_prediction({"k": 0}, 1, timestamp=T0)  # before the windows below
     first.close()
     first.close()
     assert path.is_file() and path.read_bytes()[:16] == b"SQLite format 3\x00", (
         f"ModelMonitor({str(path)!r}) should keep its predictions in that SQLite file"
     )
-    second = mod.ModelMonitor(str(path), clock=Clock(T0 + 3 * DAY))
+    second = mod.ModelMonitor(path, clock=Clock(T0 + 3 * DAY))
     assert_metrics(second.compute_metrics("2d"), reference_metrics(part, T0 + DAY, T0 + 3 * DAY),
-                   "compute_metrics('2d') from a new ModelMonitor on the same file")
+                   "compute_metrics('2d') from a new ModelMonitor on the same file, given as a Path")
+    later = second.track_prediction({"k": 1}, 0, timestamp=T0)
+    assert later != early, (
+        f"a new ModelMonitor on the same file handed out the id {later!r} again: ids should be unique in "
+        "the database, not only within one monitor"
+    )
+    assert get(second.get_prediction(early), "input_features", f"get_prediction({early!r})") == {"k": 0}
+    with learner_error(ValueError, what=f"track_prediction(..., prediction_id={early!r}), an id stored "
+                                        "by an earlier monitor on the same file,"):
+        second.track_prediction({"k": 2}, 1, timestamp=T0, prediction_id=early)
     second.close()
 
 

@@ -187,7 +187,7 @@ class ModelMonitor:
         ``timestamp`` is when the prediction was made; it defaults to the clock's current time [timestamp-default].
         A naive datetime (without a timezone) raises ValueError [timestamp-aware].
         ``confidence`` is the model's probability for ``prediction``, from 0 to 1 inclusive; None
-        when the model gives none. Outside [0, 1] raises ValueError [confidence-range].
+        when the model gives none. Outside [0, 1], NaN included, raises ValueError [confidence-range].
         ``actual`` is the true label when it is already known, as if ``record_actual`` were called at once [actual-now].
         ``input_features`` is a mapping of JSON values (numbers, text, bools, None, lists); numpy numbers
         and arrays are accepted (an array comes back as a list). ``prediction`` and ``actual`` are labels:
@@ -278,7 +278,8 @@ class ModelMonitor:
         * ``calibration_error``: the expected calibration error (ECE) of the labelled predictions that
           have a confidence: sum over bins of (n_bin / n) * |accuracy_bin - mean confidence_bin| [ece].
           The bins are ``calibration_bins`` equal-width bins [k/B, (k+1)/B): a confidence on an edge
-          belongs to the bin above it, and 1.0 to the last bin [ece-bins].
+          belongs to the bin above it, and 1.0 to the last bin [ece-bins]. (An edge that floating point
+          cannot hold exactly, such as 0.3, may go either way, as in ``numpy.histogram``.)
         * ``prediction_distribution``: {label: share of the window's predictions}, over all of them,
           labelled or not [prediction-distribution].
         * ``confidence_histogram``: a list of ``calibration_bins`` counts of the window's confidences
