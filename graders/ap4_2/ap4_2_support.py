@@ -142,6 +142,15 @@ def sample(monitor, name: str, labels: dict[str, str] | None = None) -> float | 
     return None
 
 
+def sample_type(monitor, name: str) -> str | None:
+    """The type ("counter", "gauge", ...) of the metric family a sample belongs to, as its
+    exposition declares it; None when there is no such sample."""
+    for family in text_string_to_metric_families(monitor.metrics_text()):
+        if any(found.name == name for found in family.samples):
+            return family.type
+    return None
+
+
 # -- MLflow, read from the tracking server's REST API --------------------------------------------
 
 

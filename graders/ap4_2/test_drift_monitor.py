@@ -33,6 +33,7 @@ from ap4_2_support import (
     results_list,
     runs_in,
     sample,
+    sample_type,
     shifted_window,
 )
 
@@ -133,6 +134,17 @@ def test_windows_are_full_back_to_back_and_fill_across_calls(pipeline):
     assert [res(r, "index") for r in last] == [6], (
         f"2 more rows complete window 6 (4 rows were waiting): observe() should return its result; got {len(last)} results")
     assert_window(detector.calls[6][1], np.arange(36, 42, dtype=float), "window 6 (4 waiting rows + 2 new)")
+    # The reference as given: an integer column stays an integer column.
+    counted = reference.assign(visits=np.arange(len(reference)) % 7)
+    detector = RecordingDetector()
+    monitor = monitor_of(pipeline, counted, window_size=6, detector=detector)
+    monitor.observe(counted.iloc[:6].reset_index(drop=True))
+    assert detector.calls, "6 rows with window_size=6 make a window: the detector should be called"
+    got = {str(k): str(v) for k, v in detector.calls[0][0].dtypes.items()}
+    want = {str(k): str(v) for k, v in counted.dtypes.items()}
+    assert got == want, (
+        f"the detector's first argument should be the reference exactly as given, dtypes included "
+        f"({want}); got {got}")
 
 
 @pytest.mark.points(2)
@@ -382,6 +394,17 @@ def test_metrics_follow_every_window(pipeline, mlflow_server):
     assert sample(other, "model_drift_windows_total") == 0, (
         "a second monitor's metrics should live on its own registry (0 windows there); got "
         f"{sample(other, 'model_drift_windows_total')}")
+    kinds = {name: sample_type(monitor, name) for name in (
+        "model_drift_windows_total", "model_drifted_windows_total", "model_retraining_runs_total",
+        "model_retraining_failures_total")}
+    assert set(kinds.values()) == {"counter"}, (
+        f"the four counts should be Prometheus counters (rate() and increase() rely on it); their types are {kinds}")
+    # One call that completes three windows adds three windows.
+    other.observe(flags(12, x=0.75, y=0.25))
+    counts = {name: sample(other, name) for name in ("model_drift_windows_total", "model_drifted_windows_total")}
+    assert counts == {"model_drift_windows_total": 3, "model_drifted_windows_total": 3}, (
+        "one observe call that completes 3 windows (all drifted) should add 3 to each counter; got "
+        f"{counts}")
     # The gauges follow the detector's result, not the reference's columns.
     derived = monitor_of(pipeline, window_size=4, detector=DerivedFeatureDetector())
     derived.observe(flags(4, x=0.75, y=0.25))
