@@ -21,6 +21,7 @@ import itertools
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from pathlib import Path
@@ -115,6 +116,21 @@ def git(repo: Path, *args: str) -> str:
     if proc.returncode != 0:
         raise AssertionError(f"`git {' '.join(args)}` should work in {repo}; it failed: {proc.stderr.strip()}")
     return proc.stdout
+
+
+def graders_version(repo: Path, relative: str, content: bytes, message: str) -> str:
+    """Version ``relative`` with the graders' own `dvc add` and `git commit` (not the learner's
+    add_version), for checks about something else; returns the commit."""
+    __tracebackhide__ = True
+    (repo / relative).parent.mkdir(parents=True, exist_ok=True)
+    (repo / relative).write_bytes(content)
+    proc = run(repo, sys.executable, "-m", "dvc", "add", "-q", relative)
+    assert proc.returncode == 0, f"the graders' `dvc add {relative}` failed: {proc.stderr.strip()}"
+    folder = str(Path(relative).parent)
+    git(repo, "add", f"{relative}.dvc", os.path.join(folder, ".gitignore") if folder != "." else ".gitignore")
+    git(repo, "commit", "-q", "-m", message)
+    hand_to_learner(repo)
+    return head(repo)
 
 
 def head(repo: Path) -> str:
@@ -404,7 +420,7 @@ def test_each_commit_holds_the_dvc_record_and_git_ignores_the_data(history):
 
 @pytest.mark.points(2)
 @pytest.mark.covers("list-order", "list-versions", "list-md5", "version-message")
-def test_list_versions_newest_first_with_each_commits_md5(vc, history):
+def test_list_versions_newest_first_with_each_commits_md5(vc, history, sandbox):
     """list_versions gives the 3 data commits (not the code commit), newest first, each with its own md5."""
     repo = history.repo
     listed = list(vc.list_versions(repo, "data.csv"))
@@ -429,6 +445,17 @@ def test_list_versions_newest_first_with_each_commits_md5(vc, history):
             f"the version at commit {commit[:8]} should have its commit message {messages[commit]!r}; "
             f"got {message_of(version)!r}"
         )
+    # A version on another branch is not a version of the current branch.
+    other = clone(history, sandbox)
+    branch = git(other, "rev-parse", "--abbrev-ref", "HEAD").strip()
+    git(other, "checkout", "-q", "-b", "experiment")
+    elsewhere = graders_version(other, "data.csv", NEW, "experiment's data")
+    git(other, "checkout", "-q", branch)
+    got = [commit_of(v) for v in vc.list_versions(other, "data.csv")]
+    assert got == expected, (
+        f"list_versions should list the versions of the current branch ({branch}) only: {expected}; got {got}"
+        + (" (it lists the commit of branch 'experiment')" if elsewhere in got else "")
+    )
 
 
 @pytest.mark.points(1)
@@ -458,6 +485,16 @@ def test_unchanged_content_makes_no_new_version(vc, history, sandbox):
         f"got commit {commit_of(version)!r}"
     )
     assert md5_of(version) == md5(VERSIONS[-1]), "the returned version should have the latest version's md5"
+    # A code commit after the latest version: the latest version is still the one returned.
+    (repo / "src" / "train.py").write_text("print('training, version 2')\n")
+    git(repo, "commit", "-q", "-am", "training code, version 2")
+    code = head(repo)
+    version = vc.add_version(repo, "data.csv", "still nothing new")
+    assert head(repo) == code, "add_version with unchanged content should not make a commit"
+    assert commit_of(version) == history.commits[-1], (
+        f"add_version with unchanged content after a code commit should return the latest version "
+        f"({history.commits[-1]}), not HEAD ({code}); got commit {commit_of(version)!r}"
+    )
 
 
 @pytest.mark.points(2)
@@ -538,6 +575,38 @@ def test_staged_code_is_refused_naming_the_file(vc, history, sandbox):
 
 
 @pytest.mark.points(1)
+@pytest.mark.covers("dirty-refused", "dirty-message")
+def test_files_beside_the_data_are_not_its_own(vc, history, sandbox):
+    """A changed .gitignore of another folder, and a changed README next to data in a subfolder, stop
+    add_version: the data's own files are its .dvc file and the .gitignore DVC writes next to it."""
+    repo = clone(history, sandbox)
+    (repo / "config").mkdir()
+    (repo / "config" / ".gitignore").write_text("*.local\n")
+    git(repo, "add", "config/.gitignore")
+    git(repo, "commit", "-q", "-m", "config folder")
+    (repo / "config" / ".gitignore").write_text("*.local\n*.secret\n")
+    hand_to_learner(repo)
+    message = refused_before_any_change(vc, repo, "an uncommitted change to config/.gitignore")
+    assert "config/.gitignore" in message, (
+        f"the error should name the file with changes, config/.gitignore; got {message!r}")
+    git(repo, "checkout", "-q", "--", "config/.gitignore")
+    graders_version(repo, "data/raw.csv", RAW, "raw data")
+    (repo / "data" / "README.md").write_text("sensor readings\n")
+    git(repo, "add", "data/README.md")
+    git(repo, "commit", "-q", "-m", "describe the raw data")
+    (repo / "data" / "README.md").write_text("sensor readings, in volts\n")
+    (repo / "data" / "raw.csv").write_bytes(RAW + b"c,0.3\n")
+    hand_to_learner(repo)
+    before = (head(repo), (repo / "data" / "raw.csv.dvc").read_bytes())
+    with learner_error(what="add_version of data/raw.csv with an uncommitted change to data/README.md") as caught:
+        vc.add_version(repo, "data/raw.csv", "should be refused")
+    assert (head(repo), (repo / "data" / "raw.csv.dvc").read_bytes()) == before, (
+        "add_version refused for data/README.md should change nothing (no commit, no `dvc add`)")
+    assert "data/README.md" in str(caught.value), (
+        f"the error should name the file with changes, data/README.md; got {caught.value!r}")
+
+
+@pytest.mark.points(1)
 @pytest.mark.covers("untracked-files")
 def test_untracked_file_is_refused_or_left_out(vc, history, sandbox):
     """An untracked notes.txt is either a reason to refuse, or left out of the version's commit."""
@@ -574,26 +643,37 @@ def test_each_version_checks_out_byte_identical(vc, history, sandbox):
 
 
 @pytest.mark.points(2)
-@pytest.mark.covers("checkout-then-add", "hash-checked-out", "checkout-bytes")
+@pytest.mark.covers("checkout-then-add", "hash-checked-out", "checkout-bytes", "add-unchanged", "data-path")
 def test_checkout_an_old_version_then_add_a_new_one(vc, history, sandbox):
-    """After checking out version 1, a new version goes on top of version 3 and all 4 stay listed."""
+    """After checking out version 1, adding its bytes again and then new bytes make versions 4 and 5
+    on top of version 3, and all 5 stay listed."""
     repo = clone(history, sandbox, cache=True)
     vc.checkout_version(repo, "data.csv", history.commits[0])
     got = (repo / "data.csv").read_bytes() if (repo / "data.csv").is_file() else None
     assert got == VERSIONS[0], f"checking out version 1 should restore its exact bytes {VERSIONS[0]!r}; got {got!r}"
+    assert head(repo) == history.commits[-1], (
+        f"checkout_version should not move the current branch (HEAD should stay {history.commits[-1]}); "
+        f"it is now {head(repo)}"
+    )
     assert vc.data_hash(repo, "data.csv") == md5(VERSIONS[0]), (
         f"data_hash after checking out version 1 should be its md5 {md5(VERSIONS[0])}; "
         f"got {vc.data_hash(repo, 'data.csv')!r}"
     )
+    # Version 1's bytes are not the latest version's: adding them (by absolute path) is a new version.
+    again = vc.add_version(repo, repo / "data.csv", "version 1 again")
+    assert commit_of(again) == head(repo) != history.commits[-1] and md5_of(again) == md5(VERSIONS[0]), (
+        "after checking out version 1, add_version of those bytes (not the latest version's) should commit "
+        f"a new version with md5 {md5(VERSIONS[0])}; got commit {commit_of(again)!r}, md5 {md5_of(again)!r}"
+    )
     (repo / "data.csv").write_bytes(NEW)
-    version = vc.add_version(repo, "data.csv", "data version 4")
-    expected = [head(repo), *reversed(history.commits)]
+    version = vc.add_version(repo, "data.csv", "data version 5")
+    expected = [head(repo), commit_of(again), *reversed(history.commits)]
     assert data_commits(repo) == expected and commit_of(version) == expected[0], (
-        "after checking out version 1, add_version should commit on top of version 3, keeping all 4 "
-        f"versions on the branch; git's log of data.csv.dvc shows {data_commits(repo)}"
+        "after checking out version 1, add_version should commit on top of version 3, keeping every "
+        f"version on the branch; git's log of data.csv.dvc shows {data_commits(repo)}"
     )
     got = [commit_of(v) for v in vc.list_versions(repo, "data.csv")]
-    assert got == expected, f"list_versions should now list the 4 versions newest first {expected}; got {got}"
+    assert got == expected, f"list_versions should now list the 5 versions newest first {expected}; got {got}"
 
 
 @pytest.mark.points(1)
@@ -674,6 +754,26 @@ def test_pull_restores_the_checked_out_version_in_a_fresh_clone(vc, history, san
         "pull in a fresh clone (empty cache) should restore, from the remote, the version whose .dvc file "
         f"is checked out (version 1, {VERSIONS[0]!r}); got {got!r}"
     )
+
+
+@pytest.mark.points(1)
+@pytest.mark.covers("pull-restores")
+def test_pull_restores_data_in_a_subfolder_too(vc, history, sandbox):
+    """pull restores every checked-out version, data/raw.csv in a subfolder as well as data.csv."""
+    origin = clone(history, sandbox, cache=True)
+    graders_version(origin, "data/raw.csv", RAW, "raw data")
+    remote = sandbox.folder("remote-sub")
+    shutil.copytree(origin / ".dvc" / "cache" / "files", remote / "files")
+    repo = sandbox.folder("clone-sub")
+    git(sandbox.root, "clone", "-q", str(origin), str(repo))
+    name, _ = committed_remote(repo)
+    (repo / ".dvc" / "config.local").write_text(f"['remote \"{name}\"']\n    url = {remote}\n")
+    hand_to_learner(repo)
+    guarded(vc.pull, repo, sandbox)
+    got = {f: (repo / f).read_bytes() if (repo / f).is_file() else None for f in ("data.csv", "data/raw.csv")}
+    assert got == {"data.csv": VERSIONS[-1], "data/raw.csv": RAW}, (
+        "pull in a fresh clone should restore every checked-out version, data/raw.csv in its subfolder too; "
+        f"got {got}")
 
 
 @pytest.mark.points(1)
