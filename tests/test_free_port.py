@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import socket
 import subprocess
 import sys
 import textwrap
+import time
 
 from workbook.services import base
 
@@ -46,3 +49,25 @@ def test_a_port_promised_earlier_is_skipped_until_its_hold_ends(monkeypatch, tmp
     assert second != first, "a port another process was promised moments ago was handed out again"
     monkeypatch.setattr(base, "PORT_HOLD_SECONDS", 0.0)
     assert base.free_port() == first, "a promise past its hold should be forgotten"
+
+
+def test_a_ledger_held_or_made_by_someone_else_is_not_waited_for(monkeypatch, tmp_path):
+    """Another process holding the ledger's lock (learner code under sealed grading, say) cannot
+    stop the graders: free_port gives up the ledger after LEDGER_WAIT_SECONDS, never hangs."""
+    ledger = tmp_path / "ports.ledger"
+    monkeypatch.setattr(base, "_ledger_path", lambda: ledger)
+    monkeypatch.setattr(base, "LEDGER_WAIT_SECONDS", 0.3)
+    base.free_port()
+    assert oct(ledger.stat().st_mode & 0o777) == oct(0o600), "the ledger should be private to its user"
+    with open(ledger) as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        started = time.monotonic()
+        port = base.free_port()
+        assert time.monotonic() - started < 3, "free_port should not wait long for a held ledger"
+    low, high = base._ephemeral_range()
+    assert not low <= port <= high, "without the ledger, ports still come from outside the ephemeral range"
+    ledger.write_text("1 9999999999\n")  # a promise from the future (a tampered ledger) is dropped
+    os.chmod(ledger, 0o644)
+    with base._port_ledger() as promised:
+        assert 1 not in promised
+    assert oct(ledger.stat().st_mode & 0o777) == oct(0o600), "a ledger others can read is made private"

@@ -309,6 +309,7 @@ def http_ok(url: str) -> bool:
 #: How long a port handed out by free_port stays promised to its caller: long enough for
 #: the slowest server here to start (an app loads its model before uvicorn binds).
 PORT_HOLD_SECONDS = 300.0
+LEDGER_WAIT_SECONDS = 5.0  # how long free_port waits for another process's lock on the ledger
 _ports_handed_out: set[int] = set()
 _ports_lock = threading.Lock()
 
@@ -337,18 +338,52 @@ def _ledger_path() -> Path:
     return Path(tempfile.gettempdir()) / f"workbook-ports-{os.getuid()}.ledger"
 
 
+def _open_ledger():
+    """The ledger, locked, or None when it cannot be used safely or at once.
+
+    It is private to this user (0600, owned by it): a file someone else made or can read is
+    not used, so another user (a learner's sandboxed code, under sealed grading) can neither
+    fill it nor hold its lock. A lock held past a few seconds is not waited for either.
+    """
+    try:
+        fd = os.open(_ledger_path(), os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    except OSError:
+        return None
+    info = os.fstat(fd)
+    if info.st_uid != os.getuid():
+        os.close(fd)
+        return None
+    if info.st_mode & 0o077:
+        os.fchmod(fd, 0o600)
+    handle = os.fdopen(fd, "r+", encoding="utf-8")
+    deadline = time.monotonic() + LEDGER_WAIT_SECONDS
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return handle
+        except OSError:
+            if time.monotonic() > deadline:
+                handle.close()
+                return None
+            time.sleep(0.02)
+
+
 @contextlib.contextmanager
 def _port_ledger():
-    """The ports promised in the last PORT_HOLD_SECONDS by any workbook process of this user."""
-    with open(_ledger_path(), "a+", encoding="utf-8") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    """The ports promised in the last PORT_HOLD_SECONDS by any workbook process of this user
+    (an empty dict, not kept, when the ledger cannot be used)."""
+    handle = _open_ledger()
+    if handle is None:
+        yield {}
+        return
+    with handle:
         handle.seek(0)
         now = time.time()
         promised: dict[int, float] = {}
         for line in handle.read().split("\n"):
             with contextlib.suppress(ValueError):
                 port, when = line.split()
-                if now - float(when) < PORT_HOLD_SECONDS:
+                if 0 <= now - float(when) < PORT_HOLD_SECONDS:
                     promised[int(port)] = float(when)
         yield promised
         handle.seek(0)
