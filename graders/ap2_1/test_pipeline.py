@@ -760,7 +760,12 @@ class Later:
     commit: str
     data_md5: str
     files: dict[str, bytes]
-    status: str = ""  # `git status --porcelain` (untracked files too) right after the commit
+    metrics: dict[str, float]  # the metrics.json committed there: what the project's pipeline gives now
+    status: str  # `git status --porcelain` (untracked files too) right after the commit
+
+
+def git_status(repo: Path) -> str:
+    return git(repo, "status", "--porcelain", "--untracked-files=all")
 
 
 @pytest.fixture(scope="module")
@@ -770,10 +775,11 @@ def later(sandbox, pipeline) -> Later:
     repo = sandbox.work / "later"
     shutil.copytree(pipeline.clone, repo, symlinks=True)
     write_params(repo / "params.yaml", LATER_PARAMS)
-    raw_data(random_state=5).to_csv(repo / "data" / "raw.csv", index=False)
+    raw = raw_data(random_state=5)
+    raw.to_csv(repo / "data" / "raw.csv", index=False)
     # What the project's own `dvc repro` gave since: a reproduce that reads this repository's
     # metrics.json, instead of the clone's, returns these.
-    now = reference(raw_data(random_state=5), LATER_PARAMS).metrics
+    now = reference(raw, LATER_PARAMS).metrics
     (repo / "metrics.json").write_text(json.dumps(now, indent=2) + "\n")
     with dvc_repo(repo) as dvc:
         dvc.add(str(repo / "data" / "raw.csv"))
@@ -781,11 +787,7 @@ def later(sandbox, pipeline) -> Later:
     git(repo, "commit", "-q", "-m", "new data, weaker model")
     commit = git(repo, "rev-parse", "HEAD").strip()
     files = {name: (repo / name).read_bytes() for name in ("params.yaml", "data/raw.csv", "data/raw.csv.dvc")}
-    return Later(repo, commit, hashlib.md5(files["data/raw.csv"]).hexdigest(), files, git_status(repo))
-
-
-def git_status(repo: Path) -> str:
-    return git(repo, "status", "--porcelain", "--untracked-files=all")
+    return Later(repo, commit, hashlib.md5(files["data/raw.csv"]).hexdigest(), files, now, git_status(repo))
 
 
 def assert_untouched(later: Later) -> None:
@@ -835,7 +837,7 @@ def test_reproduce_recreates_a_past_run(pipeline, later, expected, load_module, 
     # Recorded values the pipeline cannot give: reproduce returns what it computes, not these.
     recorded = {"accuracy": 0.99, "f1": 0.99}
     run_id = past_run(mlflow_server.client(), pipeline, pipeline.data_md5, recorded)
-    now = reference(raw_data(random_state=5), LATER_PARAMS).metrics
+    now = later.metrics
     assert not np.isclose(now["accuracy"], expected.metrics["accuracy"]), "the graders' change should matter"
     stages = load_module("stages")
     got = stages.reproduce(run_id, repo=later.repo)

@@ -184,6 +184,7 @@ class World:
     server: object
     names: dict[str, str] = field(default_factory=dict)
     experiments: dict[str, object] = field(default_factory=dict)
+    status_on_return: dict[str, str] = field(default_factory=dict)  # run id -> status when the call returned
 
     @property
     def client(self):
@@ -231,16 +232,13 @@ def returned_id(run_id) -> str:
     return run_id
 
 
-_status_on_return: dict[str, str] = {}
-
-
 @pytest.fixture(scope="module")
 def class_run(world) -> str:
     train, val = class_data()
     run_id = returned_id(world.experiments["A"].run_experiment(
         clone(CLASS_MODEL), dict(CLASS_PARAMS), train, val, run_name="grader-classifier"))
     with contextlib.suppress(Exception):  # no such run: judged by the checks
-        _status_on_return[run_id] = world.client.get_run(run_id).info.status
+        world.status_on_return[run_id] = world.client.get_run(run_id).info.status
     return run_id
 
 
@@ -454,7 +452,7 @@ def test_one_finished_run_per_call_in_its_own_experiment(world, ranked_runs, reg
     )
     statuses = {runs[r].info.status for r in mine}
     assert statuses == {"FINISHED"}, f"every run should end FINISHED; got {sorted(statuses)}"
-    on_return = _status_on_return.get(ranked_runs[0])
+    on_return = world.status_on_return.get(ranked_runs[0])
     assert on_return == "FINISHED", (
         f"a run should be FINISHED when run_experiment returns; the first run was {on_return} then "
         "(end it before returning, not at the start of the next call)"

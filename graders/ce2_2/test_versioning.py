@@ -126,8 +126,7 @@ def graders_version(repo: Path, relative: str, content: bytes, message: str) -> 
     (repo / relative).write_bytes(content)
     proc = run(repo, sys.executable, "-m", "dvc", "add", "-q", relative)
     assert proc.returncode == 0, f"the graders' `dvc add {relative}` failed: {proc.stderr.strip()}"
-    folder = str(Path(relative).parent)
-    git(repo, "add", f"{relative}.dvc", os.path.join(folder, ".gitignore") if folder != "." else ".gitignore")
+    git(repo, "add", f"{relative}.dvc", (Path(relative).parent / ".gitignore").as_posix())
     git(repo, "commit", "-q", "-m", message)
     hand_to_learner(repo)
     return head(repo)
@@ -261,12 +260,14 @@ def history(vc, initialised, sandbox) -> History:
     return History(repo, initialised.remote, commits, returned, status(repo))
 
 
-def clone(history: History, sandbox: Sandbox, *, cache: bool = False) -> Path:
-    """A git clone of the history repository; with ``cache``, a copy of its DVC cache too."""
+def clone(source: History | Path, sandbox: Sandbox, *, cache: bool = False) -> Path:
+    """A git clone of the history repository (or of another repository); with ``cache``, a copy
+    of its DVC cache too."""
+    origin = source.repo if isinstance(source, History) else source
     dest = sandbox.folder("clone")
-    git(sandbox.root, "clone", "-q", str(history.repo), str(dest))
-    if cache and (history.repo / ".dvc" / "cache").is_dir():
-        shutil.copytree(history.repo / ".dvc" / "cache", dest / ".dvc" / "cache")
+    git(sandbox.root, "clone", "-q", str(origin), str(dest))
+    if cache and (origin / ".dvc" / "cache").is_dir():
+        shutil.copytree(origin / ".dvc" / "cache", dest / ".dvc" / "cache")
     hand_to_learner(dest)  # the learner's code adds versions to it
     return dest
 
@@ -725,18 +726,20 @@ def test_push_uploads_every_version_to_the_remote(vc, history, sandbox):
         assert path.read_bytes() == content, f"the remote's copy of version {number} should hold its bytes"
 
 
-def clone_with_remote(history: History, sandbox: Sandbox, drop: tuple[str, ...] = ()) -> Path:
+def clone_with_remote(source: History | Path, sandbox: Sandbox, drop: tuple[str, ...] = ()) -> Path:
     """A fresh clone (empty cache) whose default remote is a copy of the versions the graders made.
 
-    The copy comes from the history's DVC cache, so these checks do not rely on the learner's push.
+    The copy comes from the source repository's DVC cache, so these checks do not rely on the
+    learner's push.
     """
-    cache = history.repo / ".dvc" / "cache" / "files"
+    origin = source.repo if isinstance(source, History) else source
+    cache = origin / ".dvc" / "cache" / "files"
     assert cache.is_dir(), "add_version should store the data in DVC's cache (.dvc/cache) with `dvc add`"
     remote = sandbox.folder("remote-copy")
     shutil.copytree(cache, remote / "files")
     for gone in drop:
         (remote / "files" / "md5" / gone[:2] / gone[2:]).unlink()
-    repo = clone(history, sandbox)
+    repo = clone(origin, sandbox)
     name, _ = committed_remote(repo)
     (repo / ".dvc" / "config.local").write_text(f"['remote \"{name}\"']\n    url = {remote}\n")
     return repo
@@ -762,13 +765,7 @@ def test_pull_restores_data_in_a_subfolder_too(vc, history, sandbox):
     """pull restores every checked-out version, data/raw.csv in a subfolder as well as data.csv."""
     origin = clone(history, sandbox, cache=True)
     graders_version(origin, "data/raw.csv", RAW, "raw data")
-    remote = sandbox.folder("remote-sub")
-    shutil.copytree(origin / ".dvc" / "cache" / "files", remote / "files")
-    repo = sandbox.folder("clone-sub")
-    git(sandbox.root, "clone", "-q", str(origin), str(repo))
-    name, _ = committed_remote(repo)
-    (repo / ".dvc" / "config.local").write_text(f"['remote \"{name}\"']\n    url = {remote}\n")
-    hand_to_learner(repo)
+    repo = clone_with_remote(origin, sandbox)
     guarded(vc.pull, repo, sandbox)
     got = {f: (repo / f).read_bytes() if (repo / f).is_file() else None for f in ("data.csv", "data/raw.csv")}
     assert got == {"data.csv": VERSIONS[-1], "data/raw.csv": RAW}, (

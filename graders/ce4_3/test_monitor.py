@@ -357,6 +357,19 @@ def test_confidence_on_a_bin_edge_belongs_to_the_bin_above(fresh):
                   f"{what}: the mean of the 8 confidences, the predictions without one left out,")
 
 
+def track_labelled(monitor, actual, predicted, start: datetime = T0) -> None:
+    """One prediction a minute from ``start``, each with its label given when it is tracked."""
+    for k, (label, prediction) in enumerate(zip(actual, predicted, strict=True)):
+        monitor.track_prediction({"k": k}, prediction, label, timestamp=start + timedelta(minutes=k + 1))
+
+
+def assert_scores(result, expected, what: str) -> None:
+    """precision, recall and f1 of ``result`` are ``expected`` (in that order)."""
+    __tracebackhide__ = True
+    for key, value in zip(("precision", "recall", "f1"), expected, strict=True):
+        assert_metric(result, key, value, what)
+
+
 @pytest.mark.points(2)
 @pytest.mark.covers("binary-average")
 def test_positive_label_gives_that_labels_metrics(fresh):
@@ -364,21 +377,16 @@ def test_positive_label_gives_that_labels_metrics(fresh):
     y = ["spam"] * 6 + ["ham"] * 14
     p = ["spam"] * 4 + ["ham"] * 2 + ["spam"] * 5 + ["ham"] * 9
     monitor, _ = fresh(T0 + DAY, positive_label="spam")
-    for k, (actual, predicted) in enumerate(zip(y, p, strict=True)):
-        monitor.track_prediction({"k": k}, predicted, actual, timestamp=T0 + timedelta(minutes=k + 1))
-    prec, rec, f1, _ = precision_recall_fscore_support(y, p, pos_label="spam", average="binary")
+    track_labelled(monitor, y, p)
+    expected = precision_recall_fscore_support(y, p, pos_label="spam", average="binary")[:3]
     macro = precision_recall_fscore_support(y, p, average="macro")
-    assert not math.isclose(prec, macro[0])  # the case tells binary from macro
-    result = monitor.compute_metrics("1d")
-    for key, value in (("precision", prec), ("recall", rec), ("f1", f1)):
-        assert_metric(result, key, value, "compute_metrics with positive_label='spam'")
+    assert not math.isclose(expected[0], macro[0])  # the case tells binary from macro
+    assert_scores(monitor.compute_metrics("1d"), expected, "compute_metrics with positive_label='spam'")
     y2, p2 = ["spam"] * 3 + ["ham"] * 7, ["ham"] * 10  # the next day, 'spam' is never predicted
-    for k, (actual, predicted) in enumerate(zip(y2, p2, strict=True)):
-        monitor.track_prediction({"k": k}, predicted, actual, timestamp=T0 + DAY + timedelta(minutes=k + 1))
-    prec, rec, f1, _ = precision_recall_fscore_support(y2, p2, pos_label="spam", average="binary", zero_division=0)
-    result = monitor.compute_metrics("1d", end=T0 + 2 * DAY)
-    for key, value in (("precision", prec), ("recall", rec), ("f1", f1)):
-        assert_metric(result, key, value, "compute_metrics with positive_label='spam' never predicted (0, not 1)")
+    track_labelled(monitor, y2, p2, start=T0 + DAY)
+    expected = precision_recall_fscore_support(y2, p2, pos_label="spam", average="binary", zero_division=0)[:3]
+    assert_scores(monitor.compute_metrics("1d", end=T0 + 2 * DAY), expected,
+                  "compute_metrics with positive_label='spam' never predicted (0, not 1)")
     # positive_label=0 on 0/1 labels: a label that is falsy is still the positive one.
     y3 = [0] * 7 + [1] * 13
     p3 = [0] * 5 + [1] * 2 + [0] * 4 + [1] * 9
@@ -386,11 +394,9 @@ def test_positive_label_gives_that_labels_metrics(fresh):
     macro = precision_recall_fscore_support(y3, p3, average="macro")[:3]
     assert not math.isclose(expected[0], macro[0])  # the case tells them apart
     monitor, _ = fresh(T0 + DAY, positive_label=0)
-    for k, (actual, predicted) in enumerate(zip(y3, p3, strict=True)):
-        monitor.track_prediction({"k": k}, predicted, actual, timestamp=T0 + timedelta(minutes=k + 1))
-    result = monitor.compute_metrics("1d")
-    for key, value in zip(("precision", "recall", "f1"), expected, strict=True):
-        assert_metric(result, key, value, "compute_metrics with positive_label=0 (0 is a label like any other)")
+    track_labelled(monitor, y3, p3)
+    assert_scores(monitor.compute_metrics("1d"), expected,
+                  "compute_metrics with positive_label=0 (0 is a label like any other)")
     # Three labels: 'churn' against the two others together.
     y4 = ["churn"] * 5 + ["stay"] * 8 + ["upgrade"] * 5
     p4 = ["churn"] * 3 + ["upgrade"] * 2 + ["stay"] * 6 + ["churn"] * 2 + ["upgrade"] * 4 + ["stay"]
@@ -398,12 +404,10 @@ def test_positive_label_gives_that_labels_metrics(fresh):
     expected = precision_recall_fscore_support(truth, said, pos_label=True, average="binary")[:3]
     assert not math.isclose(expected[2], precision_recall_fscore_support(y4, p4, average="macro")[2])
     monitor, _ = fresh(T0 + DAY, positive_label="churn")
-    for k, (actual, predicted) in enumerate(zip(y4, p4, strict=True)):
-        monitor.track_prediction({"k": k}, predicted, actual, timestamp=T0 + timedelta(minutes=k + 1))
-    result = monitor.compute_metrics("1d")
-    for key, value in zip(("precision", "recall", "f1"), expected, strict=True):
-        assert_metric(result, key, value, "compute_metrics with positive_label='churn' among churn, stay and "
-                                          "upgrade ('churn' against the two others)")
+    track_labelled(monitor, y4, p4)
+    assert_scores(monitor.compute_metrics("1d"), expected,
+                  "compute_metrics with positive_label='churn' among churn, stay and upgrade ('churn' "
+                  "against the two others)")
 
 
 @pytest.mark.points(2)
@@ -424,21 +428,17 @@ def test_macro_average_counts_a_label_never_predicted(fresh):
     weighted = precision_recall_fscore_support(y, p, average="weighted", zero_division=0)
     assert not math.isclose(f1, weighted[2])
     result = monitor.compute_metrics("1d")
-    for key, value in (("precision", prec), ("recall", rec), ("f1", f1)):
-        assert_metric(result, key, value, "compute_metrics on labels a, b, c (c never predicted; 'z' is "
-                      "predicted only by unlabelled predictions, so it is not one of the labels)")
+    assert_scores(result, (prec, rec, f1), "compute_metrics on labels a, b, c (c never predicted; 'z' is "
+                  "predicted only by unlabelled predictions, so it is not one of the labels)")
     assert_metric(result, "accuracy", accuracy_score(y, p), "compute_metrics on labels a, b, c")
     # The other side: a label that is predicted but is never the true one counts too.
     y = ["a"] * 6 + ["b"] * 6
     p = ["a"] * 5 + ["d"] + ["b"] * 4 + ["d"] * 2
     monitor, _ = fresh(T0 + DAY)
-    for k, (predicted, actual) in enumerate(zip(p, y, strict=True)):
-        monitor.track_prediction({"k": k}, predicted, actual, timestamp=T0 + timedelta(minutes=k + 1))
-    prec, rec, f1, _ = precision_recall_fscore_support(y, p, labels=["a", "b", "d"], average="macro",
-                                                       zero_division=0)
-    result = monitor.compute_metrics("1d")
-    for key, value in (("precision", prec), ("recall", rec), ("f1", f1)):
-        assert_metric(result, key, value, "compute_metrics on labels a, b and d (d predicted, never true)")
+    track_labelled(monitor, y, p)
+    expected = precision_recall_fscore_support(y, p, labels=["a", "b", "d"], average="macro", zero_division=0)[:3]
+    assert_scores(monitor.compute_metrics("1d"), expected,
+                  "compute_metrics on labels a, b and d (d predicted, never true)")
 
 
 @pytest.mark.points(1)
